@@ -1,0 +1,22 @@
+"""atf2: a Numba-JIT tracer for Python programs, writing the ATF v2 format.
+
+Record with ``trace_session_start`` / ``trace_session_stop`` (or ``atf2 record
+script.py``), read with ``SessionReader``. The byte layout lives in
+``atf2.layout``; everything a bad file or option can cause is an ``AtfV2Error``.
+"""
+
+from .errors import AtfV2Error, CorruptFileError, ManifestError, SessionStateError
+from .layout import (
+    EVENT_CALL,
+    EVENT_EXCEPTION,
+    EVENT_RETURN,
+    INDEX_EVENT_DTYPE,
+    NO_DETAIL,
+)
+
+# --- writer and readers (atf2.writer, atf2.reader) ---
+# --- sessions (atf2.session) ---
+# --- tracer (atf2.tracer) ---
+# --- analysis (atf2.analysis) ---
+
+__version__ = "0.1.0"

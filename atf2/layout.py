@@ -1,0 +1,261 @@
+"""The ATF v2 binary layout: every byte of the on-disk format, in one place.
+
+This module is the only place in atf2 that spells an offset or a field size.
+Everything else reads and writes through the numpy structured dtypes and the
+constants defined here. The contract is ``ATF_V2_SPEC.md`` (shipped beside the
+project); the tables below mirror it field by field, and the sizes are asserted
+at import so a typo cannot silently shift a field.
+
+All structures are packed (numpy structured dtypes have no implicit padding
+unless asked for) and little-endian (every field spells ``<``).
+
+File layouts
+------------
+index.atf::
+
+    offset 0        INDEX_HEADER_DTYPE   64 bytes (placeholder, rewritten at finalize)
+    offset 64       INDEX_EVENT_DTYPE    N x 32 bytes
+    offset 64+32N   INDEX_FOOTER_DTYPE   64 bytes (written at finalize)
+
+detail.atf::
+
+    offset 0        DETAIL_HEADER_DTYPE        64 bytes
+    offset 64       events, back to back: DETAIL_EVENT_HEADER_DTYPE (24 bytes)
+                    followed by ``total_length - 24`` payload bytes
+    then            DETAIL_FOOTER_DTYPE        64 bytes
+
+Besides the files, this module also owns the in-memory layout shared by the
+producers (the capture hook, ``atf2.emit``) and the drain thread: the raw ring
+record and the slots of a thread's control block. Those never reach disk, but
+they are binary contracts between Numba code and Python code all the same.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# Magics, versions, codes
+# ---------------------------------------------------------------------------
+
+INDEX_MAGIC = b"ATI2"
+INDEX_FOOTER_MAGIC = b"2ITA"
+DETAIL_MAGIC = b"ATD2"
+DETAIL_FOOTER_MAGIC = b"2DTA"
+
+ENDIAN_LITTLE = 0x01
+FORMAT_VERSION = 1
+
+ARCH_X86_64 = 1
+ARCH_ARM64 = 2
+
+OS_IOS = 1
+OS_ANDROID = 2
+OS_MACOS = 3
+OS_LINUX = 4
+OS_WINDOWS = 5
+
+CLOCK_MACH_CONTINUOUS = 1
+CLOCK_QPC = 2
+CLOCK_BOOTTIME = 3
+
+#: index header ``flags`` bit 0: the thread has a detail.atf
+FLAG_HAS_DETAIL_FILE = 0x1
+
+# Index event kinds
+EVENT_CALL = 1
+EVENT_RETURN = 2
+EVENT_EXCEPTION = 3  #: function left by an exception
+EVENT_KIND_NAMES = {EVENT_CALL: "CALL", EVENT_RETURN: "RETURN", EVENT_EXCEPTION: "EXCEPTION"}
+
+# Detail event types (others are reserved by the spec)
+DETAIL_FUNCTION_CALL = 3
+DETAIL_FUNCTION_RETURN = 4
+
+#: ``detail_seq`` of an index event that has no detail event
+NO_DETAIL = 0xFFFFFFFF
+
+# Manifest
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_VERSION = "2.1"
+MANIFEST_FORMAT_VERSIONS_READ = ("2.0", "2.1")
+INDEX_FILE_NAME = "index.atf"
+DETAIL_FILE_NAME = "detail.atf"
+THREAD_DIR_PREFIX = "thread_"
+
+# ---------------------------------------------------------------------------
+# index.atf
+# ---------------------------------------------------------------------------
+
+INDEX_HEADER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),  # 0   b"ATI2"
+        ("endian", "u1"),  # 4   0x01
+        ("version", "u1"),  # 5   1
+        ("arch", "u1"),  # 6   ARCH_*
+        ("os", "u1"),  # 7   OS_*
+        ("flags", "<u4"),  # 8   bit 0: has_detail_file
+        ("thread_id", "<u4"),  # 12  N of thread_N
+        ("clock_type", "u1"),  # 16  CLOCK_*
+        ("reserved0", "u1", (3,)),  # 17  0
+        ("reserved1", "<u4"),  # 20  0
+        ("event_size", "<u4"),  # 24  32
+        ("event_count", "<u4"),  # 28  0 until finalize
+        ("events_offset", "<u8"),  # 32  64
+        ("footer_offset", "<u8"),  # 40  64 until finalize
+        ("time_start_ns", "<u8"),  # 48
+        ("time_end_ns", "<u8"),  # 56
+    ]
+)
+
+INDEX_EVENT_DTYPE = np.dtype(
+    [
+        ("timestamp_ns", "<u8"),  # 0   non-decreasing within one thread file
+        ("function_id", "<u8"),  # 8   (module_id << 32) | symbol_index
+        ("thread_id", "<u4"),  # 16  N
+        ("event_kind", "<u4"),  # 20  EVENT_*
+        ("call_depth", "<u4"),  # 24
+        ("detail_seq", "<u4"),  # 28  position in detail.atf or NO_DETAIL
+    ]
+)
+
+INDEX_FOOTER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),  # 0   b"2ITA"
+        ("checksum", "<u4"),  # 4   zlib CRC-32 of the events section; 0 = not recorded
+        ("event_count", "<u8"),  # 8   authoritative
+        ("time_start_ns", "<u8"),  # 16
+        ("time_end_ns", "<u8"),  # 24
+        ("bytes_written", "<u8"),  # 32  32 * event_count
+        ("reserved", "u1", (24,)),  # 40  0
+    ]
+)
+
+# ---------------------------------------------------------------------------
+# detail.atf
+# ---------------------------------------------------------------------------
+
+DETAIL_HEADER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),  # 0   b"ATD2"
+        ("endian", "u1"),  # 4
+        ("version", "u1"),  # 5
+        ("arch", "u1"),  # 6
+        ("os", "u1"),  # 7
+        ("flags", "<u4"),  # 8   0
+        ("thread_id", "<u4"),  # 12
+        ("reserved0", "<u4"),  # 16
+        ("events_offset", "<u8"),  # 20  64 (unaligned: the struct is packed)
+        ("event_count", "<u8"),  # 28
+        ("bytes_length", "<u8"),  # 36  bytes in the events section
+        ("index_seq_start", "<u8"),  # 44
+        ("index_seq_end", "<u8"),  # 52
+        ("reserved1", "<u4"),  # 60
+    ]
+)
+
+DETAIL_EVENT_HEADER_DTYPE = np.dtype(
+    [
+        ("total_length", "<u4"),  # 0   header + payload, >= 24
+        ("event_type", "<u2"),  # 4   DETAIL_*
+        ("flags", "<u2"),  # 6   event-specific (payload version for Python events)
+        ("index_seq", "<u4"),  # 8   backward link into index.atf
+        ("thread_id", "<u4"),  # 12
+        ("timestamp", "<u8"),  # 16  same as the paired index event
+    ]
+)
+
+DETAIL_FOOTER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),  # 0   b"2DTA"
+        ("checksum", "<u4"),  # 4   zlib CRC-32 of the events section; 0 = not recorded
+        ("event_count", "<u8"),  # 8
+        ("bytes_length", "<u8"),  # 16
+        ("time_start_ns", "<u8"),  # 24
+        ("time_end_ns", "<u8"),  # 32
+        ("reserved", "u1", (24,)),  # 40
+    ]
+)
+
+INDEX_HEADER_SIZE = INDEX_HEADER_DTYPE.itemsize
+INDEX_EVENT_SIZE = INDEX_EVENT_DTYPE.itemsize
+INDEX_FOOTER_SIZE = INDEX_FOOTER_DTYPE.itemsize
+DETAIL_HEADER_SIZE = DETAIL_HEADER_DTYPE.itemsize
+DETAIL_EVENT_HEADER_SIZE = DETAIL_EVENT_HEADER_DTYPE.itemsize
+DETAIL_FOOTER_SIZE = DETAIL_FOOTER_DTYPE.itemsize
+
+#: byte offset of the first event in both files
+INDEX_EVENTS_OFFSET = INDEX_HEADER_SIZE
+DETAIL_EVENTS_OFFSET = DETAIL_HEADER_SIZE
+
+assert INDEX_HEADER_SIZE == 64
+assert INDEX_EVENT_SIZE == 32
+assert INDEX_FOOTER_SIZE == 64
+assert DETAIL_HEADER_SIZE == 64
+assert DETAIL_EVENT_HEADER_SIZE == 24
+assert DETAIL_FOOTER_SIZE == 64
+assert DETAIL_HEADER_DTYPE.fields["events_offset"][1] == 20
+assert INDEX_HEADER_DTYPE.fields["clock_type"][1] == 16
+
+# Field offsets inside one index event, for kernels that work on raw bytes
+# (numba sees an index file as uint8; these are the only spellings).
+INDEX_EVENT_OFFSETS = {name: INDEX_EVENT_DTYPE.fields[name][1] for name in INDEX_EVENT_DTYPE.names}
+DETAIL_EVENT_OFFSETS = {
+    name: DETAIL_EVENT_HEADER_DTYPE.fields[name][1] for name in DETAIL_EVENT_HEADER_DTYPE.names
+}
+OFF_DETAIL_TOTAL_LENGTH = DETAIL_EVENT_OFFSETS["total_length"]
+OFF_DETAIL_EVENT_TYPE = DETAIL_EVENT_OFFSETS["event_type"]
+OFF_DETAIL_FLAGS = DETAIL_EVENT_OFFSETS["flags"]
+OFF_DETAIL_INDEX_SEQ = DETAIL_EVENT_OFFSETS["index_seq"]
+OFF_DETAIL_THREAD_ID = DETAIL_EVENT_OFFSETS["thread_id"]
+OFF_DETAIL_TIMESTAMP = DETAIL_EVENT_OFFSETS["timestamp"]
+
+#: largest detail event a reader accepts (a sanity bound on total_length)
+DETAIL_EVENT_MAX_SIZE = 1 << 30
+
+# ---------------------------------------------------------------------------
+# Host codes
+# ---------------------------------------------------------------------------
+
+
+def host_arch() -> int:
+    """ARCH_* code of this machine (x86_64 when unknown, as the spec has no 'other')."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return ARCH_ARM64
+    return ARCH_X86_64
+
+
+def host_os() -> int:
+    """OS_* code of this machine."""
+    if sys.platform.startswith("linux"):
+        return OS_ANDROID if hasattr(sys, "getandroidapilevel") else OS_LINUX
+    if sys.platform == "darwin":
+        return OS_MACOS
+    if sys.platform.startswith("win"):
+        return OS_WINDOWS
+    return OS_LINUX
+
+
+# ---------------------------------------------------------------------------
+# In-memory contracts: ring records and thread control blocks
+# ---------------------------------------------------------------------------
+
+#: One raw record in an index-lane ring, as a producer writes it. The drain
+#: turns it into an INDEX_EVENT_DTYPE record (timestamp conversion, thread id,
+#: detail link). Seen from nopython code as three uint64 words:
+#: word 0 = timestamp ticks, word 1 = function id,
+#: word 2 = event_kind | (call_depth << 32).
+RING_RECORD_DTYPE = np.dtype(
+    [
+        ("timestamp", "<u8"),  # raw clock ticks (see atf2.clock); converted by the drain
+        ("function_id", "<u8"),
+        ("event_kind", "<u4"),
+        ("call_depth", "<u4"),
+    ]
+)
+RING_RECORD_WORDS = RING_RECORD_DTYPE.itemsize // 8
+assert RING_RECORD_DTYPE.itemsize == 24 and RING_RECORD_WORDS == 3
