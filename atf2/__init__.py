@@ -15,6 +15,8 @@ from .layout import (
 )
 
 # --- writer and readers (atf2.writer, atf2.reader) ---
+from .errors import WriteError
+from .writer import DetailBatch, ThreadWriter
 # --- sessions (atf2.session) ---
 # --- tracer (atf2.tracer) ---
 # --- analysis (atf2.analysis) ---

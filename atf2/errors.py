@@ -35,3 +35,16 @@ class ManifestError(AtfV2Error):
 
 class SessionStateError(AtfV2Error):
     """A session API was called in the wrong state (double start, stop without start)."""
+
+
+class WriteError(AtfV2Error):
+    """Writing a trace file failed (ENOSPC, EIO, EFBIG under RLIMIT_FSIZE, ...).
+
+    ``errno`` is the OS error number. The writer raises it only after putting
+    its files back at the last complete batch, so a later ``finalize()`` still
+    produces valid files; the events of the failed batch are not on disk.
+    """
+
+    def __init__(self, message: str, path: "str | os.PathLike[str] | None" = None, offset: "int | None" = None, errno: "int | None" = None):
+        super().__init__(message, path, offset)
+        self.errno = errno

@@ -1,0 +1,234 @@
+"""manifest.json: write it atomically, read it back validated.
+
+The manifest is the one piece of session metadata that is text, so it is also
+the one place where a hostile or damaged session could smuggle a path into the
+reader. Thread directories are therefore never built from manifest text: the
+only path a thread id turns into is ``thread_{int}``, after the id has been
+checked to be a non-negative integer (``bool`` is not an integer here).
+
+Shapes read: the original minimal one written by the native drain
+(``{"format_version": "2.0", "threads": [{"id": N, "has_detail": b}]}``) and
+the "2.1" shape written by the session layer (status, clock, time range,
+threads with counts and names, modules, symbols, windows). Unknown keys are
+kept as they are; the types of the keys atf2 uses are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+from .errors import ManifestError
+from .layout import (
+    MANIFEST_FORMAT_VERSIONS_READ,
+    MANIFEST_NAME,
+    THREAD_DIR_PREFIX,
+)
+
+#: values of the "status" key
+STATUS_RECORDING = "recording"
+STATUS_COMPLETE = "complete"
+STATUS_RECOVERED = "recovered"
+STATUSES = (STATUS_RECORDING, STATUS_COMPLETE, STATUS_RECOVERED)
+
+#: thread ids are written as u32 in the file headers
+MAX_THREAD_ID = 0xFFFFFFFF
+
+
+def is_int(value: Any) -> bool:
+    """True for a JSON/Python integer; ``bool`` does not count."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_thread_id(value: Any, path: "str | os.PathLike[str] | None" = None) -> int:
+    """Return ``value`` as a thread number, or raise ``ManifestError``.
+
+    A thread number is a non-negative integer that fits the u32 header field.
+    numpy integers are accepted; bools, floats and strings are not.
+    """
+    if not is_int(value):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+        except ImportError:  # pragma: no cover - numpy is a dependency
+            pass
+    if not is_int(value) or value < 0 or value > MAX_THREAD_ID:
+        raise ManifestError(f"thread id must be an integer in 0..{MAX_THREAD_ID}, not {value!r}", path)
+    return int(value)
+
+
+def manifest_path(session_dir: "str | os.PathLike[str]") -> str:
+    return os.path.join(os.fspath(session_dir), MANIFEST_NAME)
+
+
+def thread_dir(session_dir: "str | os.PathLike[str]", thread_id: int) -> str:
+    """The directory of thread ``thread_id``: ``<session_dir>/thread_<N>``."""
+    return os.path.join(os.fspath(session_dir), f"{THREAD_DIR_PREFIX}{check_thread_id(thread_id)}")
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_manifest(session_dir: "str | os.PathLike[str]", data: dict, *, fsync: bool = True) -> str:
+    """Write ``data`` as ``<session_dir>/manifest.json`` atomically; return the path.
+
+    The text goes to a temporary file in the same directory, which is fsynced
+    and renamed over the manifest, then the directory is fsynced: a reader sees
+    either the old manifest or the new one, never a mix, even after a crash.
+    """
+    session_dir = os.fspath(session_dir)
+    path = manifest_path(session_dir)
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        view = memoryview(text.encode("utf-8"))
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        _fsync_dir(session_dir)
+    return path
+
+
+def _fail(path: str, message: str) -> "ManifestError":
+    return ManifestError(message, path)
+
+
+def _check_type(path: str, where: str, value: Any, kind: str) -> None:
+    ok = {
+        "int": is_int(value),
+        "uint": is_int(value) and value >= 0,
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list": isinstance(value, list),
+        "dict": isinstance(value, dict),
+        "str|null": value is None or isinstance(value, str),
+        "uint|null": value is None or (is_int(value) and value >= 0),
+    }[kind]
+    if not ok:
+        raise _fail(path, f"{where} must be {kind.replace('uint', 'a non-negative int')}, not {value!r}")
+
+
+#: optional keys of a thread entry and their types
+_THREAD_KEYS = {
+    "has_detail": "bool",
+    "index_events": "uint",
+    "detail_events": "uint",
+    "time_start_ns": "uint",
+    "time_end_ns": "uint",
+    "os_thread_id": "uint|null",
+    "name": "str|null",
+    "dropped": "dict",
+}
+_TOP_KEYS = {
+    "status": "str",
+    "clock_type": "uint",
+    "time_start_ns": "uint",
+    "time_end_ns": "uint",
+    "modules": "list",
+    "symbols": "list",
+    "windows": "list",
+}
+
+
+def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
+    """Check the shape of a parsed manifest; return it with defaults filled in.
+
+    Defaults: ``format_version`` "2.0" when absent, ``status`` "complete" when
+    absent (the native writer only wrote finished sessions), ``has_detail``
+    absent means "look for the file". Raises ``ManifestError``.
+    """
+    if not isinstance(data, dict):
+        raise _fail(path, f"the manifest must be a JSON object, not {type(data).__name__}")
+    data = dict(data)
+    version = data.setdefault("format_version", "2.0")
+    if version not in MANIFEST_FORMAT_VERSIONS_READ:
+        raise _fail(path, f"unsupported format_version {version!r} (read: {', '.join(MANIFEST_FORMAT_VERSIONS_READ)})")
+    data.setdefault("status", STATUS_COMPLETE)
+    for key, kind in _TOP_KEYS.items():
+        if key in data:
+            _check_type(path, key, data[key], kind)
+    if data["status"] not in STATUSES:
+        raise _fail(path, f"status must be one of {', '.join(STATUSES)}, not {data['status']!r}")
+    if "threads" not in data:
+        raise _fail(path, "the manifest has no 'threads' list")
+    _check_type(path, "threads", data["threads"], "list")
+    seen = set()
+    threads = []
+    for i, entry in enumerate(data["threads"]):
+        where = f"threads[{i}]"
+        _check_type(path, where, entry, "dict")
+        if "id" not in entry:
+            raise _fail(path, f"{where} has no 'id'")
+        tid = entry["id"]
+        if not is_int(tid) or tid < 0 or tid > MAX_THREAD_ID:
+            raise _fail(path, f"{where}.id must be an integer in 0..{MAX_THREAD_ID}, not {tid!r}")
+        if tid in seen:
+            raise _fail(path, f"{where}.id {tid} appears twice")
+        seen.add(tid)
+        for key, kind in _THREAD_KEYS.items():
+            if key in entry:
+                _check_type(path, f"{where}.{key}", entry[key], kind)
+        if "dropped" in entry:
+            for reason, count in entry["dropped"].items():
+                _check_type(path, f"{where}.dropped[{reason!r}]", count, "uint")
+        threads.append(dict(entry))
+    data["threads"] = threads
+    for i, module in enumerate(data.get("modules", ())):
+        _check_type(path, f"modules[{i}]", module, "dict")
+        if "id" in module:
+            _check_type(path, f"modules[{i}].id", module["id"], "uint")
+    for i, symbol in enumerate(data.get("symbols", ())):
+        _check_type(path, f"symbols[{i}]", symbol, "dict")
+        if "function_id" not in symbol:
+            raise _fail(path, f"symbols[{i}] has no 'function_id'")
+        _check_type(path, f"symbols[{i}].function_id", symbol["function_id"], "uint")
+        for key in ("name", "qualname", "file"):
+            if key in symbol:
+                _check_type(path, f"symbols[{i}].{key}", symbol[key], "str|null")
+        for key in ("module_id", "line"):
+            if key in symbol:
+                _check_type(path, f"symbols[{i}].{key}", symbol[key], "uint|null")
+    return data
+
+
+def read_manifest(session_dir: "str | os.PathLike[str]") -> dict:
+    """Read and validate ``<session_dir>/manifest.json``; raise ``ManifestError``."""
+    path = manifest_path(session_dir)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise _fail(path, "missing: not an ATF v2 session directory") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _fail(path, f"not valid JSON: {exc}") from None
+    return validate_manifest(data, path)
