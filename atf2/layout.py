@@ -259,3 +259,137 @@ RING_RECORD_DTYPE = np.dtype(
 )
 RING_RECORD_WORDS = RING_RECORD_DTYPE.itemsize // 8
 assert RING_RECORD_DTYPE.itemsize == 24 and RING_RECORD_WORDS == 3
+
+# ---------------------------------------------------------------------------
+# Thread control block (issue 3: atf2.rings, atf2.kernels.ring, atf2.drain;
+# read and written from nopython code by the capture hook of atf2.tracer)
+# ---------------------------------------------------------------------------
+#
+# Every registered thread owns one ``numpy.uint64`` array of CTRL_SLOTS words
+# (its control block) and two preallocated pools, one per lane:
+#
+# * index lane: ``uint64[ring_count * ring_capacity, 3]``, RING_RECORD_DTYPE
+#   records seen as 3 words;
+# * detail lane: a byte arena of ``detail_ring_count * detail_ring_bytes``
+#   bytes holding DETAIL_RING_RECORD_DTYPE headers followed by their payload,
+#   each record padded to 8 bytes.
+#
+# A lane's pool is a circle of rings. Positions are absolute (counted from the
+# thread's first record, in records for the index lane and bytes for the
+# detail lane) and only ever grow, so "which ring" is ``position // ring_size
+# % ring_count``. The producer owns WRITE_POS (published after the record is
+# stored), the drain owns READ_POS except for one move: when the producer
+# needs its next ring and every ring is still waiting for the drain (pool
+# exhausted), it advances READ_POS past the oldest ring with a compare-and-swap
+# (drop-oldest) and counts the records it discarded. The drain copies
+# [READ_POS, WRITE_POS) and then compare-and-swaps READ_POS forward; a failed
+# swap means the producer reclaimed part of what it copied, so it discards the
+# copy and retries. That swap is the only coordination point: no locks.
+#
+# Each slot has exactly one writer (P = producer thread, D = drain thread,
+# S = set once at registration; CAS = both, through compare-and-swap).
+
+CTRL_STATE = 0  #: S/D: CHANNEL_* below
+CTRL_ENABLED = 1  #: S/D: 1 while the session accepts this thread's events (the hook may test it)
+CTRL_THREAD_ID = 2  #: S: the session-local thread number N
+# index lane geometry (S)
+CTRL_INDEX_POOL_PTR = 3  #: data address of the index pool (uint64[rings*capacity, 3])
+CTRL_INDEX_RING_CAPACITY = 4  #: records per index ring
+CTRL_INDEX_RING_COUNT = 5  #: index rings in the pool (1 active + spares)
+# index lane cursors
+CTRL_INDEX_WRITE_POS = 6  #: P: absolute records pushed so far (= events recorded)
+CTRL_INDEX_ACTIVE_END = 7  #: P: absolute position where the active ring ends (0 before the first push)
+CTRL_INDEX_ROW_DELTA = 8  #: P: absolute position - pool row, for the active ring
+CTRL_INDEX_ACTIVE_RING = 9  #: P: number of the active ring in the pool
+CTRL_INDEX_RINGS_SUBMITTED = 10  #: P: full rings handed to the drain
+CTRL_INDEX_READ_POS = 11  #: CAS: absolute records consumed (written or dropped)
+CTRL_INDEX_WRITTEN = 12  #: D: records encoded and accepted by the writer
+CTRL_INDEX_HIGH_WATER = 13  #: P: most records ever waiting in the pool (seen at ring switches)
+CTRL_INDEX_DRAIN_HIGH_WATER = 14  #: D: most records the drain found waiting in one cycle
+CTRL_INDEX_WM_HIGH = 15  #: S: high watermark, records waiting
+CTRL_INDEX_WM_LOW = 16  #: S: low watermark, records waiting (< high: hysteresis)
+CTRL_INDEX_WM_STATE = 17  #: CAS: WM_NORMAL / WM_HIGH
+CTRL_INDEX_WM_CROSSINGS = 18  #: P: times the lane went from normal to high
+# detail lane geometry (S)
+CTRL_DETAIL_POOL_PTR = 19  #: data address of the detail arena (0 when detail is off)
+CTRL_DETAIL_RING_BYTES = 20  #: bytes per detail ring (multiple of 8)
+CTRL_DETAIL_RING_COUNT = 21  #: detail rings in the arena (0 when detail is off)
+# detail lane cursors (absolute byte positions)
+CTRL_DETAIL_WRITE_POS = 22  #: P
+CTRL_DETAIL_ACTIVE_END = 23  #: P
+CTRL_DETAIL_ROW_DELTA = 24  #: P
+CTRL_DETAIL_ACTIVE_RING = 25  #: P
+CTRL_DETAIL_RINGS_SUBMITTED = 26  #: P
+CTRL_DETAIL_READ_POS = 27  #: CAS
+CTRL_DETAIL_RECORDS = 28  #: P: detail records offered (= detail events recorded)
+CTRL_DETAIL_WRITTEN = 29  #: D
+CTRL_DETAIL_HIGH_WATER = 30  #: P: most bytes ever waiting
+CTRL_DETAIL_BYTES_WRITTEN = 31  #: D: payload bytes accepted by the writer
+# hook-private per-thread state (atf2.tracer owns these; atf2 never touches them)
+CTRL_HOOK_DEPTH = 32  #: current call depth
+CTRL_HOOK_FLAGS = 33
+CTRL_HOOK_SCRATCH0 = 34
+CTRL_HOOK_SCRATCH1 = 35
+CTRL_HOOK_SCRATCH2 = 36
+CTRL_HOOK_SCRATCH3 = 37
+# drop counters: CTRL_*_DROPS + reason code, DROP_REASON_SLOTS words per lane.
+# Reasons counted by the producer and by the drain live in distinct words.
+CTRL_INDEX_DROPS = 40
+CTRL_DETAIL_DROPS = 48
+DROP_REASON_SLOTS = 8
+CTRL_SLOTS = 56  #: length of the control array
+
+# Drop reason codes (per lane: recorded = written + sum of drops, exactly)
+DROP_RING_FULL = 1  #: record can never fit one ring (a detail payload bigger than a detail ring)
+DROP_POOL_EXHAUSTED = 2  #: every ring was waiting for the drain: oldest ring reclaimed (index,
+#                           detail) by the producer, its unwritten records counted here
+DROP_ENCODER_LAG = 3  #: pushed after the drain's final pass over a closing thread (never encoded)
+DROP_DISK_ERROR = 4  #: encoded but the writer failed (WriteError: ENOSPC, EIO, EFBIG, ...)
+DROP_PAIR_LOST = 5  #: detail whose paired index event was dropped, so it has nothing to link to
+DROP_REASON_NAMES = {
+    DROP_RING_FULL: "ring_full",
+    DROP_POOL_EXHAUSTED: "pool_exhausted",
+    DROP_ENCODER_LAG: "encoder_lag",
+    DROP_DISK_ERROR: "disk_error",
+    DROP_PAIR_LOST: "pair_lost",
+}
+assert max(DROP_REASON_NAMES) < DROP_REASON_SLOTS
+assert CTRL_INDEX_DROPS + DROP_REASON_SLOTS <= CTRL_DETAIL_DROPS
+assert CTRL_DETAIL_DROPS + DROP_REASON_SLOTS <= CTRL_SLOTS
+
+# CTRL_STATE values
+CHANNEL_ACTIVE = 0  #: thread registered, drained every cycle
+CHANNEL_EXITED = 1  #: the thread ended (or the tracer said so): drain it once more and finalize
+CHANNEL_CLOSED = 2  #: finalized; pools released, counters final
+
+# CTRL_*_WM_STATE values
+WM_NORMAL = 0
+WM_HIGH = 1
+
+#: Bit of the ring record's event_kind word: the timestamp word already holds
+#: CLOCK_BOOTTIME ns (``emit_batch(timestamps_ns=...)``), not raw ticks.
+RING_KIND_TIMESTAMP_NS = 1 << 31
+#: the ring record's third word: event_kind | (call_depth << RING_DEPTH_SHIFT)
+RING_DEPTH_SHIFT = 32
+RING_KIND_MASK = 0xFFFFFFFF
+
+#: Header of one record in a detail arena (in memory only, 8-byte aligned;
+#: the payload follows, then padding to 8 bytes). Seen from nopython code as
+#: two uint64 words: word 0 = index_pos, word 1 = total_length |
+#: (event_type << 32) | (flags << 48).
+DETAIL_RING_RECORD_DTYPE = np.dtype(
+    [
+        ("index_pos", "<u8"),  # absolute index-lane position of the paired index event
+        ("total_length", "<u4"),  # header + payload bytes (unpadded); 0 = skip to the ring's end
+        ("event_type", "<u2"),  # DETAIL_*
+        ("flags", "<u2"),
+    ]
+)
+DETAIL_RING_HEADER_SIZE = DETAIL_RING_RECORD_DTYPE.itemsize
+DETAIL_RING_ALIGN = 8
+DETAIL_RING_TYPE_SHIFT = 32
+DETAIL_RING_FLAGS_SHIFT = 48
+assert DETAIL_RING_HEADER_SIZE == 16
+assert DETAIL_RING_RECORD_DTYPE.fields["total_length"][1] == 8
+assert DETAIL_RING_RECORD_DTYPE.fields["event_type"][1] == 8 + DETAIL_RING_TYPE_SHIFT // 8
+assert DETAIL_RING_RECORD_DTYPE.fields["flags"][1] == 8 + DETAIL_RING_FLAGS_SHIFT // 8

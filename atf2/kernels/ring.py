@@ -1,0 +1,426 @@
+"""Ring kernels: producers push raw records, the drain takes them out.
+
+The contract (slots, pools, drop reasons) is the "thread control block"
+section of ``atf2.layout``; read that first. In short: each lane of a thread is
+a circle of fixed rings in one preallocated pool; positions are absolute and
+only grow; the producer publishes WRITE_POS after storing a record; the drain
+copies [READ_POS, WRITE_POS) then moves READ_POS with a compare-and-swap; the
+producer, when every ring is still waiting, reclaims the oldest ring by moving
+READ_POS itself with a compare-and-swap (drop-oldest) and counts what it
+discarded. Neither side ever waits for the other.
+
+Hot path: ``index_ring_push`` is inlined into its caller (the capture hook,
+``emit``): three loads, one compare, three stores and a release store in the
+common case. Everything else (switching rings, reclaiming, watermarks) sits in
+``index_ring_advance``, reached once per ring.
+
+Memory order: WRITE_POS is stored with release semantics and loaded by the
+drain with acquire semantics, so a record is complete before it is visible.
+The compare-and-swap is sequentially consistent. On x86_64 these compile to a
+plain store, a plain load and ``lock cmpxchg``.
+
+These kernels know nothing of threads, files or sessions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ..clock import ticks
+from ..layout import (
+    CTRL_DETAIL_ACTIVE_END,
+    CTRL_DETAIL_ACTIVE_RING,
+    CTRL_DETAIL_DROPS,
+    CTRL_DETAIL_HIGH_WATER,
+    CTRL_DETAIL_READ_POS,
+    CTRL_DETAIL_RECORDS,
+    CTRL_DETAIL_RING_BYTES,
+    CTRL_DETAIL_RING_COUNT,
+    CTRL_DETAIL_RINGS_SUBMITTED,
+    CTRL_DETAIL_ROW_DELTA,
+    CTRL_DETAIL_WRITE_POS,
+    CTRL_INDEX_ACTIVE_END,
+    CTRL_INDEX_ACTIVE_RING,
+    CTRL_INDEX_DROPS,
+    CTRL_INDEX_HIGH_WATER,
+    CTRL_INDEX_READ_POS,
+    CTRL_INDEX_RING_CAPACITY,
+    CTRL_INDEX_RING_COUNT,
+    CTRL_INDEX_RINGS_SUBMITTED,
+    CTRL_INDEX_ROW_DELTA,
+    CTRL_INDEX_WM_CROSSINGS,
+    CTRL_INDEX_WM_HIGH,
+    CTRL_INDEX_WM_LOW,
+    CTRL_INDEX_WM_STATE,
+    CTRL_INDEX_WRITE_POS,
+    DETAIL_RING_ALIGN,
+    DETAIL_RING_FLAGS_SHIFT,
+    DETAIL_RING_HEADER_SIZE,
+    DETAIL_RING_TYPE_SHIFT,
+    DROP_POOL_EXHAUSTED,
+    DROP_RING_FULL,
+    RING_KIND_MASK,
+    RING_KIND_TIMESTAMP_NS,
+    WM_HIGH,
+    WM_NORMAL,
+)
+
+_U64 = ir.IntType(64)
+
+
+# ---------------------------------------------------------------------------
+# Atomics on one element of a uint64 array
+# ---------------------------------------------------------------------------
+
+
+def _element_pointer(context, builder, arrty, arr, idx, idxty):
+    ary = context.make_array(arrty)(context, builder, arr)
+    idx = context.cast(builder, idx, idxty, types.intp)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    """``arr[idx]`` with acquire ordering (arr: uint64 array)."""
+    sig = types.uint64(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_store(typingctx, arr, idx, value):
+    """``arr[idx] = value`` with release ordering (arr: uint64 array)."""
+    sig = types.void(arr, idx, value)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        val = context.cast(builder, args[2], signature.args[2], types.uint64)
+        builder.store_atomic(val, ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_cas(typingctx, arr, idx, expected, new):
+    """Compare-and-swap ``arr[idx]``: returns the old value (== expected on success)."""
+    sig = types.uint64(arr, idx, expected, new)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        exp = context.cast(builder, args[2], signature.args[2], types.uint64)
+        new_val = context.cast(builder, args[3], signature.args[3], types.uint64)
+        res = builder.cmpxchg(ptr, exp, new_val, "seq_cst", "seq_cst")
+        return builder.extract_value(res, 0)
+
+    return sig, codegen
+
+
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+_HDR = np.uint64(DETAIL_RING_HEADER_SIZE)
+_ALIGN_UP = np.uint64(DETAIL_RING_ALIGN - 1)
+_ALIGN_MASK = ~np.uint64(DETAIL_RING_ALIGN - 1)
+_LEN_MASK = np.uint64(0xFFFFFFFF)
+_U16_MASK = np.uint64(0xFFFF)
+_EIGHT = np.uint64(8)
+
+
+# ---------------------------------------------------------------------------
+# Producer side, index lane
+# ---------------------------------------------------------------------------
+
+
+@njit(inline="always", nogil=True)
+def index_ring_push(ctrl, pool, ts, function_id, kind_depth) -> None:
+    """Append one raw record (ticks, function id, kind | depth << 32) to the thread's index lane.
+
+    Never blocks, never allocates. When the active ring is full the next one
+    is taken out of line (``index_ring_advance``), dropping the oldest waiting
+    ring if the drain has not freed any.
+    """
+    w = ctrl[CTRL_INDEX_WRITE_POS]
+    if w >= ctrl[CTRL_INDEX_ACTIVE_END]:
+        index_ring_advance(ctrl)
+    row = w - ctrl[CTRL_INDEX_ROW_DELTA]
+    pool[row, 0] = ts
+    pool[row, 1] = function_id
+    pool[row, 2] = kind_depth
+    atomic_store(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
+
+
+@njit(cache=True, nogil=True)
+def index_ring_advance(ctrl) -> None:
+    """Slow path of the push: the active ring is full (or none yet): make the next ring active.
+
+    The next ring reuses the pool rows that held absolute positions
+    [w - total, w - total + capacity). If the drain has not consumed them yet
+    the pool is exhausted: the oldest waiting ring is reclaimed (READ_POS moved
+    to its end with a CAS) and its unconsumed records counted as dropped.
+    """
+    w = ctrl[CTRL_INDEX_WRITE_POS]
+    cap = ctrl[CTRL_INDEX_RING_CAPACITY]
+    count = ctrl[CTRL_INDEX_RING_COUNT]
+    total = cap * count
+    c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+    while w + cap - c > total:
+        oldest_end = (c // cap + _ONE) * cap
+        if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, oldest_end) == c:
+            ctrl[CTRL_INDEX_DROPS + DROP_POOL_EXHAUSTED] += oldest_end - c
+            c = oldest_end
+        else:
+            c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+    ring = (w // cap) % count
+    ctrl[CTRL_INDEX_ROW_DELTA] = w - ring * cap
+    ctrl[CTRL_INDEX_ACTIVE_RING] = ring
+    if w > _ZERO:
+        ctrl[CTRL_INDEX_RINGS_SUBMITTED] += _ONE
+    waiting = w - c
+    if waiting > ctrl[CTRL_INDEX_HIGH_WATER]:
+        ctrl[CTRL_INDEX_HIGH_WATER] = waiting
+    # Watermarks with hysteresis: the producer raises the state, the drain
+    # lowers it once the backlog is under the low mark (see watermark_update).
+    if waiting >= ctrl[CTRL_INDEX_WM_HIGH]:
+        if atomic_cas(ctrl, CTRL_INDEX_WM_STATE, WM_NORMAL, WM_HIGH) == WM_NORMAL:
+            ctrl[CTRL_INDEX_WM_CROSSINGS] += _ONE
+    # Publish the new end last: until then the fast path keeps calling us.
+    ctrl[CTRL_INDEX_ACTIVE_END] = w + cap
+
+
+@njit(inline="always", nogil=True)
+def make_kind_depth(kind, depth):
+    """The ring record's third word."""
+    return (np.uint64(kind) & np.uint64(RING_KIND_MASK)) | (np.uint64(depth) << np.uint64(32))
+
+
+# ---------------------------------------------------------------------------
+# Producer side, detail lane
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _detail_records_between(ctrl, dwords, start, end):
+    """Count detail records in [start, end) of the arena (absolute byte positions, one ring)."""
+    rb = ctrl[CTRL_DETAIL_RING_BYTES]
+    total = rb * ctrl[CTRL_DETAIL_RING_COUNT]
+    n = _ZERO
+    p = start
+    while p < end:
+        if end - p < _HDR:
+            break
+        word1 = dwords[(p % total) // _EIGHT + _ONE]
+        length = word1 & _LEN_MASK
+        if length == _ZERO:
+            break
+        n += _ONE
+        p += (length + _ALIGN_UP) & _ALIGN_MASK
+    return n
+
+
+@njit(cache=True, nogil=True)
+def detail_ring_advance(ctrl, dwords) -> None:
+    """Close the active detail ring (marking its unused tail) and make the next one active.
+
+    Same drop-oldest rule as the index lane; the reclaimed records are
+    counted one by one (their lengths are in the arena, stable: only this
+    producer writes there).
+    """
+    w = ctrl[CTRL_DETAIL_WRITE_POS]
+    end = ctrl[CTRL_DETAIL_ACTIVE_END]
+    rb = ctrl[CTRL_DETAIL_RING_BYTES]
+    total = rb * ctrl[CTRL_DETAIL_RING_COUNT]
+    if w < end:
+        # Unused tail: a zero-length header tells the drain to skip to the
+        # ring's end (a tail shorter than a header is skipped by rule).
+        if end - w >= _HDR:
+            row = (w - ctrl[CTRL_DETAIL_ROW_DELTA]) // _EIGHT
+            dwords[row] = _ZERO
+            dwords[row + _ONE] = _ZERO
+        w = end
+        atomic_store(ctrl, CTRL_DETAIL_WRITE_POS, w)
+    c = atomic_load(ctrl, CTRL_DETAIL_READ_POS)
+    while w + rb - c > total:
+        oldest_end = (c // rb + _ONE) * rb
+        lost = _detail_records_between(ctrl, dwords, c, oldest_end)
+        if atomic_cas(ctrl, CTRL_DETAIL_READ_POS, c, oldest_end) == c:
+            ctrl[CTRL_DETAIL_DROPS + DROP_POOL_EXHAUSTED] += lost
+            c = oldest_end
+        else:
+            c = atomic_load(ctrl, CTRL_DETAIL_READ_POS)
+    ring = (w // rb) % ctrl[CTRL_DETAIL_RING_COUNT]
+    ctrl[CTRL_DETAIL_ROW_DELTA] = w - ring * rb
+    ctrl[CTRL_DETAIL_ACTIVE_RING] = ring
+    if w > _ZERO:
+        ctrl[CTRL_DETAIL_RINGS_SUBMITTED] += _ONE
+    if w - c > ctrl[CTRL_DETAIL_HIGH_WATER]:
+        ctrl[CTRL_DETAIL_HIGH_WATER] = w - c
+    ctrl[CTRL_DETAIL_ACTIVE_END] = w + rb
+
+
+@njit(cache=True, nogil=True)
+def detail_ring_push(ctrl, dwords, dbytes, index_pos, event_type, flags, payload, start, length) -> bool:
+    """Store ``payload[start:start+length]`` as the detail of index-lane position ``index_pos``.
+
+    Push the detail *before* its index record: the drain reads the index
+    lane's WRITE_POS first, so every detail of a visible index record is
+    visible too. ``dwords``/``dbytes`` are uint64 and uint8 views of the same
+    arena. Returns False when the payload can never fit a ring (counted as
+    DROP_RING_FULL); the index event is then recorded without detail.
+    """
+    ctrl[CTRL_DETAIL_RECORDS] += _ONE
+    need = _HDR + np.uint64(length)
+    padded = (need + _ALIGN_UP) & _ALIGN_MASK
+    if padded > ctrl[CTRL_DETAIL_RING_BYTES] or ctrl[CTRL_DETAIL_RING_COUNT] == _ZERO:
+        ctrl[CTRL_DETAIL_DROPS + DROP_RING_FULL] += _ONE
+        return False
+    if ctrl[CTRL_DETAIL_WRITE_POS] + padded > ctrl[CTRL_DETAIL_ACTIVE_END]:
+        detail_ring_advance(ctrl, dwords)
+    w = ctrl[CTRL_DETAIL_WRITE_POS]
+    row = w - ctrl[CTRL_DETAIL_ROW_DELTA]
+    word = row // _EIGHT
+    dwords[word] = np.uint64(index_pos)
+    dwords[word + _ONE] = (
+        need
+        | (np.uint64(event_type) << np.uint64(DETAIL_RING_TYPE_SHIFT))
+        | (np.uint64(flags) << np.uint64(DETAIL_RING_FLAGS_SHIFT))
+    )
+    base = row + _HDR
+    for k in range(length):
+        dbytes[base + np.uint64(k)] = payload[start + k]
+    atomic_store(ctrl, CTRL_DETAIL_WRITE_POS, w + padded)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Explicit events (atf2.emit / emit_batch): stamped with ticks() like the hook
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def emit_one(ctrl, pool, function_id, kind_depth) -> None:
+    index_ring_push(ctrl, pool, ticks(), function_id, kind_depth)
+
+
+@njit(cache=True, nogil=True)
+def emit_one_detail(ctrl, pool, dwords, dbytes, function_id, kind_depth, event_type, payload) -> bool:
+    ts = ticks()
+    stored = detail_ring_push(
+        ctrl, dwords, dbytes, ctrl[CTRL_INDEX_WRITE_POS], event_type, 0, payload, 0, payload.shape[0]
+    )
+    index_ring_push(ctrl, pool, ts, function_id, kind_depth)
+    return stored
+
+
+@njit(cache=True, nogil=True)
+def emit_many(ctrl, pool, dwords, dbytes, function_ids, kinds, depths, timestamps_ns, use_ns,
+              has_detail, detail_types, payload, offsets) -> None:
+    """Push a batch; row i's detail (if has_detail[i]) is payload[offsets[i]:offsets[i+1]]."""
+    for i in range(function_ids.shape[0]):
+        kd = make_kind_depth(kinds[i], depths[i])
+        if use_ns:
+            ts = np.uint64(timestamps_ns[i])
+            kd |= np.uint64(RING_KIND_TIMESTAMP_NS)
+        else:
+            ts = ticks()
+        if has_detail[i]:
+            detail_ring_push(
+                ctrl, dwords, dbytes, ctrl[CTRL_INDEX_WRITE_POS], detail_types[i], 0,
+                payload, offsets[i], offsets[i + 1] - offsets[i],
+            )
+        index_ring_push(ctrl, pool, ts, function_ids[i], kd)
+
+
+# ---------------------------------------------------------------------------
+# Drain side (GIL released)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
+    """Copy every waiting index record out of the pool and consume it.
+
+    Returns (n, first absolute position). Copy first, then CAS READ_POS: if
+    the producer reclaimed rows meanwhile the CAS fails and the copy is
+    redone from the new READ_POS. ``out_*`` must hold a whole pool.
+    """
+    cap = ctrl[CTRL_INDEX_RING_CAPACITY]
+    total = cap * ctrl[CTRL_INDEX_RING_COUNT]
+    while True:
+        c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+        w = atomic_load(ctrl, CTRL_INDEX_WRITE_POS)
+        n = w - c
+        if n > np.uint64(out_ticks.shape[0]):  # cannot happen while w - c <= total
+            n = np.uint64(out_ticks.shape[0])
+        row = c % total
+        for k in range(n):
+            out_ticks[k] = pool[row, 0]
+            out_fid[k] = pool[row, 1]
+            out_kd[k] = pool[row, 2]
+            row += _ONE
+            if row == total:
+                row = _ZERO
+        if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, c + n) == c:
+            return n, c
+
+
+@njit(cache=True, nogil=True)
+def watermark_update(ctrl, waiting) -> None:
+    """Drain side of the hysteresis: back to normal once the backlog is at or under the low mark."""
+    if waiting <= ctrl[CTRL_INDEX_WM_LOW]:
+        atomic_cas(ctrl, CTRL_INDEX_WM_STATE, WM_HIGH, WM_NORMAL)
+
+
+@njit(cache=True, nogil=True)
+def detail_ring_take(ctrl, dwords, dbytes, index_limit, out_index_pos, out_type, out_flags, out_offsets, out_payload):
+    """Copy waiting detail records whose index position is below ``index_limit``; consume them.
+
+    Stops at the first record whose index event the drain has not taken yet
+    (it stays for the next cycle). Returns (n records, payload bytes). Record
+    i's payload is out_payload[out_offsets[i]:out_offsets[i+1]]. ``out_*`` must
+    hold a whole arena.
+    """
+    rb = ctrl[CTRL_DETAIL_RING_BYTES]
+    total = rb * ctrl[CTRL_DETAIL_RING_COUNT]
+    while True:
+        c = atomic_load(ctrl, CTRL_DETAIL_READ_POS)
+        w = atomic_load(ctrl, CTRL_DETAIL_WRITE_POS)
+        p = c
+        n = 0
+        nbytes = 0
+        out_offsets[0] = 0
+        while p < w:
+            ring_end = (p // rb + _ONE) * rb
+            if ring_end - p < _HDR:
+                p = ring_end
+                continue
+            row = p % total
+            word = row // _EIGHT
+            word1 = dwords[word + _ONE]
+            length = word1 & _LEN_MASK
+            if length == _ZERO:
+                p = ring_end
+                continue
+            idx = dwords[word]
+            if idx >= index_limit:
+                break
+            plen = np.int64(length - _HDR)
+            src = np.int64(row + _HDR)
+            for k in range(plen):
+                out_payload[nbytes + k] = dbytes[src + k]
+            out_index_pos[n] = idx
+            out_type[n] = (word1 >> np.uint64(DETAIL_RING_TYPE_SHIFT)) & _U16_MASK
+            out_flags[n] = (word1 >> np.uint64(DETAIL_RING_FLAGS_SHIFT)) & _U16_MASK
+            nbytes += plen
+            n += 1
+            out_offsets[n] = nbytes
+            p += (length + _ALIGN_UP) & _ALIGN_MASK
+        if atomic_cas(ctrl, CTRL_DETAIL_READ_POS, c, p) == c:
+            return n, nbytes

@@ -1,0 +1,143 @@
+"""Per-thread ring pools and control blocks: the producer side of a session.
+
+A ``ThreadChannel`` is what a registered thread writes into: a control block
+(``ctrl``, uint64[CTRL_SLOTS], slots in ``atf2.layout``) and one preallocated
+pool per lane. The arrays are allocated once and never reallocated nor moved
+while the thread is registered, so nopython code may keep their raw addresses
+(``CTRL_INDEX_POOL_PTR`` / ``CTRL_DETAIL_POOL_PTR``, or ``ctrl.ctypes.data``)
+and rebuild them with ``numba.carray``.
+
+Sizes: the pools are ``numpy.empty`` buffers; large ones are mmap-backed, so
+untouched rings cost address space, not memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import AtfV2Error
+from .layout import (
+    CHANNEL_ACTIVE,
+    CTRL_DETAIL_POOL_PTR,
+    CTRL_DETAIL_RING_BYTES,
+    CTRL_DETAIL_RING_COUNT,
+    CTRL_ENABLED,
+    CTRL_INDEX_POOL_PTR,
+    CTRL_INDEX_RING_CAPACITY,
+    CTRL_INDEX_RING_COUNT,
+    CTRL_INDEX_WM_HIGH,
+    CTRL_INDEX_WM_LOW,
+    CTRL_SLOTS,
+    CTRL_STATE,
+    CTRL_THREAD_ID,
+    DETAIL_RING_ALIGN,
+    DETAIL_RING_HEADER_SIZE,
+    RING_RECORD_WORDS,
+)
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """Pool geometry shared by every thread of a session.
+
+    Defaults: 16 index rings of 64 Ki records (24 MiB of address space per
+    thread, 1 Mi events of backlog: 50 ms at 20 M events/s, more than two
+    flush intervals) and 8 detail rings of 1 MiB.
+    """
+
+    ring_capacity: int = 1 << 16
+    ring_count: int = 16
+    detail: bool = True
+    detail_ring_bytes: int = 1 << 20
+    detail_ring_count: int = 8
+    #: watermarks, as fractions of the index pool (high > low: hysteresis)
+    high_watermark: float = 0.75
+    low_watermark: float = 0.25
+
+    def __post_init__(self):
+        def check(ok: bool, what: str):
+            if not ok:
+                raise AtfV2Error(f"invalid ring option: {what}")
+
+        check(isinstance(self.ring_capacity, int) and self.ring_capacity >= 1, f"ring_capacity={self.ring_capacity!r} (>= 1)")
+        check(isinstance(self.ring_count, int) and self.ring_count >= 2, f"ring_count={self.ring_count!r} (>= 2: one active ring plus spares)")
+        check(
+            isinstance(self.detail_ring_bytes, int)
+            and self.detail_ring_bytes >= 2 * DETAIL_RING_HEADER_SIZE
+            and self.detail_ring_bytes % DETAIL_RING_ALIGN == 0,
+            f"detail_ring_bytes={self.detail_ring_bytes!r} (>= {2 * DETAIL_RING_HEADER_SIZE}, multiple of {DETAIL_RING_ALIGN})",
+        )
+        check(isinstance(self.detail_ring_count, int) and self.detail_ring_count >= 2, f"detail_ring_count={self.detail_ring_count!r} (>= 2)")
+        check(0.0 < self.low_watermark < self.high_watermark <= 1.0, f"watermarks low={self.low_watermark} high={self.high_watermark} (0 < low < high <= 1)")
+
+    @property
+    def index_pool_records(self) -> int:
+        return self.ring_capacity * self.ring_count
+
+    @property
+    def detail_pool_bytes(self) -> int:
+        return self.detail_ring_bytes * self.detail_ring_count if self.detail else 0
+
+
+class ThreadChannel:
+    """One registered thread: control block, index pool, detail arena, writer.
+
+    Producer-side attributes (stable while registered): ``ctrl``,
+    ``index_pool`` (uint64[ring_count * ring_capacity, 3]), ``detail_words`` /
+    ``detail_bytes`` (uint64 and uint8 views of the detail arena, empty when
+    detail is off), ``thread_id`` (N). The drain owns ``writer`` and the
+    lifecycle; ``final_stats`` holds the thread's figures once it is closed.
+    """
+
+    def __init__(self, thread_id: int, config: RingConfig, os_thread_id: int, name: str):
+        self.thread_id = thread_id
+        self.config = config
+        self.os_thread_id = os_thread_id
+        self.name = name
+        self.ctrl = np.zeros(CTRL_SLOTS, dtype=np.uint64)
+        self.index_pool = np.empty((config.index_pool_records, RING_RECORD_WORDS), dtype=np.uint64)
+        self.detail_words = np.empty(config.detail_pool_bytes // 8, dtype=np.uint64)
+        self.detail_bytes = self.detail_words.view(np.uint8)
+        c = self.ctrl
+        c[CTRL_STATE] = CHANNEL_ACTIVE
+        c[CTRL_ENABLED] = 1
+        c[CTRL_THREAD_ID] = thread_id
+        c[CTRL_INDEX_POOL_PTR] = self.index_pool.ctypes.data
+        c[CTRL_INDEX_RING_CAPACITY] = config.ring_capacity
+        c[CTRL_INDEX_RING_COUNT] = config.ring_count
+        total = config.index_pool_records
+        c[CTRL_INDEX_WM_HIGH] = max(1, int(total * config.high_watermark))
+        c[CTRL_INDEX_WM_LOW] = min(int(c[CTRL_INDEX_WM_HIGH]) - 1, int(total * config.low_watermark))
+        if config.detail:
+            c[CTRL_DETAIL_POOL_PTR] = self.detail_words.ctypes.data
+            c[CTRL_DETAIL_RING_BYTES] = config.detail_ring_bytes
+            c[CTRL_DETAIL_RING_COUNT] = config.detail_ring_count
+        # Drain-side state (only the drain thread touches these).
+        self.writer = None
+        self.writer_error: "str | None" = None
+        self.exited = threading.Event()
+        self.final_stats = None
+        self.time_start_ns: "int | None" = None
+        self.time_end_ns: "int | None" = None
+        self.last_ts_ns = 0
+        self.timestamps_clamped = 0
+
+    @property
+    def state(self) -> int:
+        return int(self.ctrl[CTRL_STATE])
+
+    @property
+    def has_detail_lane(self) -> bool:
+        return self.config.detail
+
+    def release_pools(self) -> None:
+        """Drop the pools of a closed channel (the control block stays for the stats)."""
+        self.index_pool = np.empty((0, RING_RECORD_WORDS), dtype=np.uint64)
+        self.detail_words = np.empty(0, dtype=np.uint64)
+        self.detail_bytes = self.detail_words.view(np.uint8)
+
+    def __repr__(self) -> str:
+        return f"ThreadChannel(thread_id={self.thread_id}, os_thread_id={self.os_thread_id}, name={self.name!r}, state={self.state})"
