@@ -11,10 +11,13 @@ from . import MODULES
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m atf2.bench")
-    parser.add_argument("names", nargs="*", choices=[[], *MODULES], help="benchmark modules (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmark modules, of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
+    unknown = sorted(set(args.names) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown benchmark module(s): {', '.join(unknown)}; known: {', '.join(MODULES)}")
     rows = []
     for name in args.names or MODULES:
         module = importlib.import_module(f"{__package__}.{name}")
