@@ -147,7 +147,7 @@ def _grow_1d(a, need):
 
 
 @njit(cache=True, nogil=True)
-def _pop(st, stack, active, t_end, flags, ret_index, out, dense_out, n_out):
+def _pop(st, stack, active, t_end, flags, ret_index, thread, out, dense_out, n_out):
     """Close the innermost open call at ``t_end``; write it at ``out[n_out]``."""
     top = st[ST_NSTACK] - 1
     start = stack[top, S_START]
@@ -166,6 +166,7 @@ def _pop(st, stack, active, t_end, flags, ret_index, out, dense_out, n_out):
     out[n_out].flags = np.uint32(flags)
     out[n_out].call_index = np.int64(stack[top, S_CALL])
     out[n_out].return_index = ret_index
+    out[n_out].thread = thread
     dense_out[n_out] = d
     if top > 0:
         stack[top - 1, S_CHILD] += np.uint64(dur)
@@ -177,11 +178,11 @@ def _pop(st, stack, active, t_end, flags, ret_index, out, dense_out, n_out):
 
 
 @njit(cache=True, nogil=True)
-def pair_chunk(events, base, st, stack, active, keys, slots, dense_fids, count, out, dense_out):
+def pair_chunk(events, base, thread, st, stack, active, keys, slots, dense_fids, count, out, dense_out):
     """Pair one chunk of a thread's events (``events[i]`` is index_seq ``base + i``).
 
-    Writes closed intervals to ``out`` (INTERVAL_DTYPE, thread column left to
-    the caller) and their dense function ids to ``dense_out``. Returns
+    Writes closed intervals to ``out`` (INTERVAL_DTYPE, ``thread`` in their
+    thread column) and their dense function ids to ``dense_out``. Returns
     ``(n_out, stack, active, keys, slots, dense_fids)``: arrays may have been
     replaced by bigger ones and must be passed back in with the next chunk.
     """
@@ -216,8 +217,8 @@ def pair_chunk(events, base, st, stack, active, keys, slots, dense_fids, count, 
             if j >= lowest:
                 # calls above the match lost their RETURN: they end here
                 while st[ST_NSTACK] - 1 > j:
-                    n_out = _pop(st, stack, active, t, FLAG_UNCLOSED, np.int64(-1), out, dense_out, n_out)
-                n_out = _pop(st, stack, active, t, flags, np.int64(base + i), out, dense_out, n_out)
+                    n_out = _pop(st, stack, active, t, FLAG_UNCLOSED, np.int64(-1), thread, out, dense_out, n_out)
+                n_out = _pop(st, stack, active, t, flags, np.int64(base + i), thread, out, dense_out, n_out)
             else:
                 # the CALL came before the trace: the call spans its parent's
                 # whole observed time so far, and everything closed under that
@@ -241,6 +242,7 @@ def pair_chunk(events, base, st, stack, active, keys, slots, dense_fids, count, 
                 out[n_out].flags = np.uint32(flags | FLAG_UNOPENED)
                 out[n_out].call_index = -1
                 out[n_out].return_index = base + i
+                out[n_out].thread = thread
                 dense_out[n_out] = d
                 n_out += 1
                 if nst > 0:
@@ -254,10 +256,10 @@ def pair_chunk(events, base, st, stack, active, keys, slots, dense_fids, count, 
 
 
 @njit(cache=True, nogil=True)
-def close_open(st, stack, active, t_last, out, dense_out):
+def close_open(thread, st, stack, active, t_last, out, dense_out):
     """Close every call still open at the end of the thread, at ``t_last``
     (flagged FLAG_UNCLOSED). ``out`` must hold ``st[ST_NSTACK]`` rows."""
     n_out = 0
     while st[ST_NSTACK] > 0:
-        n_out = _pop(st, stack, active, np.uint64(t_last), FLAG_UNCLOSED, np.int64(-1), out, dense_out, n_out)
+        n_out = _pop(st, stack, active, np.uint64(t_last), FLAG_UNCLOSED, np.int64(-1), thread, out, dense_out, n_out)
     return n_out
