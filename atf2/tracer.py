@@ -1,0 +1,319 @@
+"""Automatic tracing of Python functions: install the capture hook in every thread.
+
+``start_tracing(session)`` (called by ``trace_session_start(...,
+trace_python=True)``) installs ``atf2.kernels.hook.capture_hook`` as the C
+profile function of
+
+* the calling thread, at once, with its real stack depth;
+* threads already running: ``bootstrap_hook`` is set on each of their thread
+  states (3.12+: ``PyEval_SetProfileAllThreads``; 3.11 has no public
+  equivalent, so a nopython loop over ``PyThreadState_Next`` calls the
+  exported ``_PyEval_SetProfile`` with the GIL held throughout); the first
+  event of such a thread registers it and swaps in ``capture_hook``;
+* threads started later: ``threading.setprofile`` installs a Python bootstrap
+  that runs once per thread, before ``run()``, and does the same.
+
+``stop_tracing()`` removes the hook from every thread, puts back the
+``threading`` profile hook and the calling thread's previous profiler
+(``sys.getprofile()`` is what it was before), and releases the code objects
+kept alive for the code table.
+
+Function ids come from the session's ``SymbolTable``: on the first sight of a
+code object the hook calls ``_Tracer._register`` (the slow path, once per
+function), which resolves the names, inserts the code table entry and keeps
+the code object alive until stop, so a reused address can never alias.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+import types
+
+import numpy as np
+
+from .errors import AtfV2Error, SessionStateError
+from .kernels.codetable import new_table, table_insert, table_lookup, table_rehash, MISSING
+from .kernels.hook import (
+    FLAG_C_CALLS,
+    PY_TRACE_C_CALL,
+    PY_TRACE_C_EXCEPTION,
+    PY_TRACE_C_RETURN,
+    PY_TRACE_CALL,
+    PY_TRACE_RETURN,
+    SLOT_FALLBACK_ID,
+    SLOT_REGISTRAR,
+    SLOT_TABLE_MASK,
+    SLOT_TABLE_PTR,
+    bootstrap_hook,
+    c_function_key,
+    capture_hook,
+    first_event_depth,
+    set_profile_other_threads,
+)
+from .layout import CTRL_HOOK_DEPTH, CTRL_HOOK_FLAGS
+
+__all__ = ["start_tracing", "stop_tracing", "tracing_active", "Tracer"]
+
+_PY312 = sys.version_info >= (3, 12)
+
+_set_profile = ctypes.pythonapi.PyEval_SetProfile
+_set_profile.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_set_profile.restype = None
+if _PY312:
+    _set_profile_all = ctypes.pythonapi.PyEval_SetProfileAllThreads
+    _set_profile_all.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    _set_profile_all.restype = None
+
+# capture_hook called from Python (first event of a thread started later)
+_call_capture_hook = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.py_object, ctypes.c_int, ctypes.py_object)(
+    capture_hook.address
+)
+_EVENT_CODES = {
+    "call": PY_TRACE_CALL,
+    "return": PY_TRACE_RETURN,
+    "c_call": PY_TRACE_C_CALL,
+    "c_return": PY_TRACE_C_RETURN,
+    "c_exception": PY_TRACE_C_EXCEPTION,
+}
+
+_INITIAL_CAPACITY = 4096
+_lock = threading.Lock()
+_active: "Tracer | None" = None
+
+
+def _frames_below(frame) -> int:
+    n = 0
+    frame = frame.f_back
+    while frame is not None:
+        n += 1
+        frame = frame.f_back
+    return n
+
+
+class Tracer:
+    """The state of one tracing run: code table, pinned objects, adopted threads."""
+
+    def __init__(self, session, c_calls: bool = False, ignore_threads=()):
+        self.session = session
+        self.symbols = session.symbols
+        self.c_calls = bool(c_calls)
+        self.ignored = set(ignore_threads)
+        self.capacity = _INITIAL_CAPACITY
+        self.table = new_table(self.capacity)
+        self.count = 0
+        self.active = False
+        self.threads_adopted = 0
+        self._lock = threading.RLock()
+        self._pinned: list = []  # objects whose addresses are table keys: alive until stop
+        self._old_tables: list = []
+        self._ctrls: list = []  # control blocks holding the table's address
+        self._fallback_id = self.symbols.register("<unknown>", "<unknown>", "<atf2>", "", 0)
+        # Bound methods are created per attribute access: keep one of each alive,
+        # since the hook holds their raw addresses.
+        self._registrar = self._register
+        self._adopter = self._adopt
+        self._prev_profile = None
+        self._prev_threading_profile = None
+
+    # ----------------------------------------------------------- slow paths
+    def _register(self, subject) -> int:
+        """First sight of a function (called by the hook): its function id."""
+        with self._lock:
+            if isinstance(subject, types.FrameType):
+                obj = subject.f_code
+                key = id(obj)
+            else:
+                obj = subject
+                key = c_function_key(subject)
+            fid = int(table_lookup(self.table, self.capacity - 1, key))
+            if fid != int(MISSING):
+                return fid
+            if isinstance(subject, types.FrameType):
+                module = subject.f_globals.get("__name__")
+                fid = self.symbols.register_code(obj, module if isinstance(module, str) else None)
+            else:
+                fid = self.symbols.register(*_c_function_names(subject))
+            self._insert(key, fid)
+            self._pinned.append(obj)
+            return fid
+
+    def _insert(self, key: int, fid: int) -> None:
+        if 2 * (self.count + 1) > self.capacity:
+            capacity = self.capacity * 2
+            table = new_table(capacity)
+            table_rehash(self.table, table, capacity - 1)
+            self._old_tables.append(self.table)  # a hook never holds it across the swap, but be safe
+            self.table, self.capacity = table, capacity
+            for ctrl in self._ctrls:
+                self._publish_table(ctrl)
+        table_insert(self.table, self.capacity - 1, key, fid)
+        self.count += 1
+
+    def _publish_table(self, ctrl) -> None:
+        ctrl[SLOT_TABLE_PTR] = self.table.ctypes.data
+        ctrl[SLOT_TABLE_MASK] = self.capacity - 1
+
+    def _prepare(self, ctrl, depth: int) -> None:
+        """Fill the hook's slots of a thread's control block."""
+        self._publish_table(ctrl)
+        ctrl[SLOT_REGISTRAR] = id(self._registrar)
+        ctrl[SLOT_FALLBACK_ID] = self._fallback_id
+        ctrl[CTRL_HOOK_FLAGS] = FLAG_C_CALLS if self.c_calls else 0
+        ctrl[CTRL_HOOK_DEPTH] = depth
+        self._ctrls.append(ctrl)
+
+    def _adopt(self, frame) -> int:
+        """Register the calling thread and install the capture hook on it.
+
+        Returns the address of its control block (CTRL_HOOK_DEPTH = frames
+        below ``frame``), or 0 when this thread is not to be traced (then its
+        profile function is removed).
+        """
+        with self._lock:
+            if not self.active or threading.get_ident() in self.ignored:
+                _set_profile(None, None)
+                return 0
+            channel = self.session.register_current_thread()
+            ctrl = channel.ctrl
+            self._prepare(ctrl, _frames_below(frame))
+            _set_profile(capture_hook.address, id(ctrl))
+            self.threads_adopted += 1
+            return ctrl.ctypes.data
+
+    def _thread_start_hook(self, frame, event, arg):
+        """threading.setprofile bootstrap: runs once, on a new thread's first event."""
+        ctrl_addr = self._adopt(frame)
+        if not ctrl_addr:
+            return None
+        what = _EVENT_CODES.get(event)
+        if what is None:
+            return None
+        ctrl = self._ctrls[-1]
+        ctrl[CTRL_HOOK_DEPTH] = int(first_event_depth(np.uint64(ctrl[CTRL_HOOK_DEPTH]), what))
+        _call_capture_hook(ctrl, frame, what, arg)
+        return None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._prev_profile = sys.getprofile()
+        self._prev_threading_profile = threading.getprofile() if hasattr(threading, "getprofile") else None
+        channel = self.session.register_current_thread()
+        with self._lock:
+            self.active = True
+            threading.setprofile(self._thread_start_hook)
+            if _PY312:
+                _set_profile_all(bootstrap_hook.address, id(self._adopter))
+            else:
+                set_profile_other_threads(bootstrap_hook.address, id(self._adopter))
+            self.threads_adopted += 1
+            self._install_current(channel.ctrl)
+
+    def _install_current(self, ctrl) -> None:
+        # The next event on this thread is the RETURN of this very frame.
+        self._prepare(ctrl, _frames_below(sys._getframe()) + 1)
+        _set_profile(capture_hook.address, id(ctrl))
+
+    def stop(self) -> None:
+        _set_profile(None, None)  # this thread first: nothing below is traced
+        with self._lock:
+            self.active = False
+            threading.setprofile(self._prev_threading_profile)
+            if _PY312:
+                _set_profile_all(None, None)
+            else:
+                set_profile_other_threads(0, 0)
+        _restore_profile(self._prev_profile)
+        self._pinned.clear()
+        self._old_tables.clear()
+        self._ctrls.clear()
+
+    @property
+    def functions_seen(self) -> int:
+        return self.count
+
+
+def _c_function_names(func) -> "tuple[str, str, str, str, int]":
+    """(name, qualname, module, file, line) of a builtin function or method."""
+    name = getattr(func, "__name__", None) or "<builtin>"
+    qualname = getattr(func, "__qualname__", None) or name
+    module = getattr(func, "__module__", None)
+    if not isinstance(module, str):
+        owner = getattr(func, "__self__", None)
+        owner_type = owner if isinstance(owner, type) else type(owner)
+        module = getattr(owner_type, "__module__", None) or "builtins"
+    return name, qualname, module, "", 0
+
+
+def _restore_profile(previous) -> None:
+    """Put back the calling thread's profiler as it was at start."""
+    if previous is None:
+        return
+    enable = getattr(previous, "enable", None)
+    if type(previous).__module__ in ("_lsprof", "cProfile") and callable(enable):
+        enable()  # cProfile is a C-level profiler: sys.getprofile() gave its object
+    else:
+        sys.setprofile(previous)
+
+
+def start_tracing(session, c_calls: "bool | None" = None, ignore_threads=()) -> Tracer:
+    """Trace every Python function call of every thread into ``session``.
+
+    ``c_calls``: also record calls of C functions (builtins), as their own
+    function ids (default: the session's ``trace_c_calls`` option, else off).
+    ``ignore_threads``: thread idents never to trace (the session's own threads).
+    """
+    global _active
+    with _lock:
+        if _active is not None:
+            raise SessionStateError("Python tracing is already active")
+        if c_calls is None:
+            c_calls = bool(getattr(session, "options", {}).get("trace_c_calls", False))
+        ignored = set(ignore_threads) | set(getattr(session, "internal_thread_ids", lambda: ())())
+        tracer = Tracer(session, c_calls=c_calls, ignore_threads=ignored)
+        _active = tracer
+    try:
+        tracer.start()
+    except BaseException:
+        with _lock:
+            _active = None
+        tracer.stop()
+        raise
+    return tracer
+
+
+def stop_tracing() -> "Tracer | None":
+    """Remove the hook from every thread; returns the stopped tracer (None if none was active)."""
+    global _active
+    with _lock:
+        tracer, _active = _active, None
+    if tracer is not None:
+        tracer.stop()
+    return tracer
+
+
+def tracing_active() -> bool:
+    return _active is not None
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork inherits the hook on the forking thread: remove it.
+
+    The parent's session and rings are not the child's (``atf2 record``
+    starts a fresh session for the child); the control blocks and tables stay
+    referenced until the tracer object goes away, so nothing dangles.
+    """
+    global _active
+    if _active is not None:
+        _set_profile(None, None)
+        _active.active = False
+        threading.setprofile(_active._prev_threading_profile)
+        _active = None
+
+
+if hasattr(sys.modules["os"], "register_at_fork"):
+    import os
+
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
