@@ -155,7 +155,7 @@ def _normalize_details(details: Any, events: np.ndarray):
     n = len(events)
     if details is None:
         return None
-    if isinstance(details, (list, tuple)):
+    if isinstance(details, (list, tuple)) and not isinstance(details, DetailBatch):  # DetailBatch is a tuple too
         if len(details) != n:
             raise AtfV2Error(f"a details list must be aligned with the events: {len(details)} entries for {n} events")
         details = DetailBatch.from_payloads(details)
