@@ -15,9 +15,29 @@ from .layout import (
 )
 
 # --- writer and readers (atf2.writer, atf2.reader) ---
-from .errors import WriteError
+from .errors import DanglingLinkError, WriteError
+from .reader import (
+    MERGED_EVENT_DTYPE,
+    DetailEvent,
+    DetailReader,
+    IndexEvent,
+    IndexReader,
+    SessionReader,
+    ThreadReader,
+)
 from .writer import DetailBatch, ThreadWriter
 # --- sessions (atf2.session) ---
+from .session import (
+    Session,
+    emit,
+    emit_batch,
+    trace_session,
+    trace_session_get_stats,
+    trace_session_start,
+    trace_session_stop,
+)
+from .stats import SessionStats
+from .symbols import SymbolTable
 # --- tracer (atf2.tracer) ---
 # --- analysis (atf2.analysis) ---
 

@@ -48,3 +48,11 @@ class WriteError(AtfV2Error):
     def __init__(self, message: str, path: "str | os.PathLike[str] | None" = None, offset: "int | None" = None, errno: "int | None" = None):
         super().__init__(message, path, offset)
         self.errno = errno
+
+
+class DanglingLinkError(CorruptFileError, IndexError):
+    """A link (detail_seq, index_seq) names a position that does not exist.
+
+    Also an ``IndexError``, so ``reader.get(k)`` with a bad ``k`` behaves like
+    any out-of-range lookup.
+    """

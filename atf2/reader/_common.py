@@ -1,0 +1,79 @@
+"""Shared plumbing of the readers: mapping files, struct formats from dtypes."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptFileError
+
+_STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i1": "b", "i2": "h", "i4": "i", "i8": "q"}
+
+
+def struct_for(dtype: np.dtype) -> struct.Struct:
+    """A ``struct.Struct`` reading one record of a flat little-endian dtype.
+
+    Built from the dtype itself, so the layout module stays the only place
+    that spells the layout.
+    """
+    codes = []
+    for name in dtype.names:
+        sub = dtype.fields[name][0]
+        codes.append(_STRUCT_CODES[f"{sub.kind}{sub.itemsize}"])
+    st = struct.Struct("<" + "".join(codes))
+    assert st.size == dtype.itemsize
+    return st
+
+
+def record_dict(record: Any) -> dict:
+    """A numpy structured scalar as a dict of plain Python values."""
+    out = {}
+    for name in record.dtype.names:
+        value = record[name]
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[name] = value
+    return out
+
+
+class MappedFile:
+    """A read-only memory map of a whole file, with its size and a uint8 view."""
+
+    def __init__(self, path: "str | os.PathLike[str]", min_size: int, what: str):
+        self.path = os.fspath(path)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise CorruptFileError(f"{what} is missing", self.path) from None
+        except OSError as exc:
+            raise CorruptFileError(f"cannot open {what}: {exc.strerror or exc}", self.path) from None
+        try:
+            self.size = os.fstat(fd).st_size
+            if self.size < min_size:
+                raise CorruptFileError(
+                    f"truncated header: the file has {self.size} bytes, a {what} header needs {min_size}", self.path, self.size
+                )
+            self.map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        self.bytes = np.frombuffer(self.map, dtype=np.uint8)
+
+    def array(self, dtype: np.dtype, offset: int, count: int) -> np.ndarray:
+        """A zero-copy read-only view of ``count`` records at ``offset``."""
+        return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset)
+
+    def close(self) -> None:
+        self.bytes = None
+        if self.map is not None:
+            try:
+                self.map.close()
+            except BufferError:
+                # a caller still holds a zero-copy view; the map is released with it
+                pass
+            self.map = None
