@@ -124,6 +124,7 @@ class ThreadChannel:
         self.time_end_ns: "int | None" = None
         self.last_ts_ns = 0
         self.timestamps_clamped = 0
+        self.reported = False  # the drain has told the session this channel closed
 
     @property
     def state(self) -> int:

@@ -63,6 +63,7 @@ from ..layout import (
     DETAIL_RING_TYPE_SHIFT,
     DROP_POOL_EXHAUSTED,
     DROP_RING_FULL,
+    NO_DETAIL,
     RING_KIND_MASK,
     RING_KIND_TIMESTAMP_NS,
     WM_HIGH,
@@ -424,3 +425,69 @@ def detail_ring_take(ctrl, dwords, dbytes, index_limit, out_index_pos, out_type,
             p += (length + _ALIGN_UP) & _ALIGN_MASK
         if atomic_cas(ctrl, CTRL_DETAIL_READ_POS, c, p) == c:
             return n, nbytes
+
+
+@njit(cache=True, nogil=True)
+def encode_ring_records(n, ticks_ns, raw_ts, fid, kd, thread_id, last_ts, events):
+    """Raw records -> INDEX_EVENT_DTYPE rows ``events[:n]`` (detail_seq = none, the writer links).
+
+    ``ticks_ns``: the converted clock values; ``raw_ts``: the raw timestamp
+    words (used as-is where the record carries RING_KIND_TIMESTAMP_NS). Keeps
+    the thread's timestamps non-decreasing: a value below ``last_ts`` (an
+    explicit timestamp older than a clock-stamped event, or a conversion
+    wobble across anchors) is raised to it. Returns (new last_ts, clamped).
+    """
+    clamped = 0
+    for i in range(n):
+        word = kd[i]
+        kind = word & np.uint64(RING_KIND_MASK)
+        if kind & np.uint64(RING_KIND_TIMESTAMP_NS):
+            ts = raw_ts[i]
+            kind ^= np.uint64(RING_KIND_TIMESTAMP_NS)
+        else:
+            ts = ticks_ns[i]
+        if ts < last_ts:
+            ts = last_ts
+            clamped += 1
+        last_ts = ts
+        e = events[i]
+        e.timestamp_ns = ts
+        e.function_id = fid[i]
+        e.thread_id = thread_id
+        e.event_kind = kind
+        e.call_depth = word >> np.uint64(32)
+        e.detail_seq = NO_DETAIL
+    return last_ts, clamped
+
+
+@njit(cache=True, nogil=True)
+def pair_details(m, index_pos, start, n, positions, keep):
+    """Map detail records to batch positions; flag the ones without a partner.
+
+    A detail pairs with the index event at absolute position ``index_pos``,
+    i.e. batch position ``index_pos - start``. Details whose event is not in
+    the batch (dropped by drop-oldest before the drain got it) or that repeat
+    a position are not kept. Returns the number kept; ``positions[:kept]``.
+    """
+    kept = 0
+    prev = np.int64(-1)
+    for j in range(m):
+        p = np.int64(index_pos[j]) - np.int64(start)
+        if index_pos[j] < start or p >= n or p <= prev:
+            keep[j] = False
+            continue
+        keep[j] = True
+        positions[kept] = p
+        prev = p
+        kept += 1
+    return kept
+
+
+@njit(cache=True, nogil=True)
+def index_ring_discard(ctrl):
+    """Consume every waiting index record without copying it; return how many."""
+    while True:
+        c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+        w = atomic_load(ctrl, CTRL_INDEX_WRITE_POS)
+        if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, w) == c:
+            return w - c

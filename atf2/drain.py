@@ -1,0 +1,274 @@
+"""The drain thread: rings -> ATF events -> per-thread files.
+
+Once per flush interval (sooner while a thread's index lane is over its high
+watermark) the drain visits every registered thread: it takes everything
+waiting in the thread's rings (``index_ring_take`` / ``detail_ring_take``,
+which only coordinate with the producer through a compare-and-swap), samples
+a clock anchor, converts ticks to CLOCK_BOOTTIME ns, encodes the records into
+INDEX_EVENT_DTYPE rows, pairs the details with their events, and hands the
+batch to the thread's ``ThreadWriter``. All of that runs in Numba kernels with
+the GIL released, except the writer's own Python bookkeeping.
+
+Threads that ended are drained one last time and their writer finalized and
+closed in the same cycle, so a long session with thread churn keeps few files
+open. A ``WriteError`` (disk full, I/O error, file too large) costs the
+batch: its events are counted as dropped with reason ``disk_error`` and the
+drain goes on with the next batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .clock import TickConverter
+from .errors import AtfV2Error, WriteError
+from .kernels.ring import (
+    detail_ring_take,
+    encode_ring_records,
+    index_ring_discard,
+    index_ring_take,
+    pair_details,
+    watermark_update,
+)
+from .layout import (
+    CHANNEL_CLOSED,
+    CHANNEL_EXITED,
+    CTRL_DETAIL_BYTES_WRITTEN,
+    CTRL_DETAIL_DROPS,
+    CTRL_DETAIL_POOL_PTR,
+    CTRL_DETAIL_WRITTEN,
+    CTRL_ENABLED,
+    CTRL_INDEX_DRAIN_HIGH_WATER,
+    CTRL_INDEX_DROPS,
+    CTRL_INDEX_POOL_PTR,
+    CTRL_INDEX_READ_POS,
+    CTRL_INDEX_WM_STATE,
+    CTRL_INDEX_WRITE_POS,
+    CTRL_INDEX_WRITTEN,
+    CTRL_STATE,
+    DROP_DISK_ERROR,
+    DROP_ENCODER_LAG,
+    DROP_PAIR_LOST,
+    INDEX_EVENT_DTYPE,
+    WM_HIGH,
+)
+from .writer import DetailBatch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rings import RingConfig, ThreadChannel
+
+_ALL_POSITIONS = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+class Drain:
+    """Owns the staging buffers and the loop; one per session."""
+
+    def __init__(self, config: "RingConfig", channels, flush_interval: float, on_channels_changed):
+        self.config = config
+        self._channels = channels  # callable -> list of ThreadChannel (snapshot)
+        self._on_channels_changed = on_channels_changed
+        self.flush_interval = float(flush_interval)
+        self.converter = TickConverter()
+        n = config.index_pool_records
+        # Staging sized to a whole pool, so one take always empties a lane
+        # (a detail must never be left behind its already written event).
+        self._ticks = np.empty(n, dtype=np.uint64)
+        self._fid = np.empty(n, dtype=np.uint64)
+        self._kd = np.empty(n, dtype=np.uint64)
+        self._ns = np.empty(n, dtype=np.uint64)
+        self._events = np.empty(n, dtype=INDEX_EVENT_DTYPE)
+        dbytes = config.detail_pool_bytes
+        max_details = dbytes // 16 + 1
+        self._d_index = np.empty(max_details, dtype=np.uint64)
+        self._d_type = np.empty(max_details, dtype=np.uint16)
+        self._d_flags = np.empty(max_details, dtype=np.uint16)
+        self._d_offsets = np.empty(max_details + 1, dtype=np.int64)
+        self._d_payload = np.empty(dbytes, dtype=np.uint8)
+        self._d_positions = np.empty(max_details, dtype=np.int64)
+        self._d_keep = np.empty(max_details, dtype=np.bool_)
+        self.wake = threading.Event()
+        self._stop = False
+        self.cycles = 0
+        self.busy_s = 0.0
+        self.events_written = 0
+        self.errors: list[str] = []
+        self._known = 0
+        self._thread = threading.Thread(target=self._run, name="atf2-drain", daemon=True)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Last cycle, finalize every thread, join."""
+        self._stop = True
+        self.wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop
+            pressure = self.cycle(final=stopping)
+            if stopping:
+                return
+            if not pressure:
+                self.wake.wait(self.flush_interval)
+                self.wake.clear()
+
+    # ---------------------------------------------------------------- cycles
+
+    def cycle(self, final: bool = False) -> bool:
+        """Drain every thread once; finalize ended ones (all of them if ``final``).
+
+        Returns True when some thread's index lane is over its high watermark
+        (the loop then runs again at once instead of sleeping).
+        """
+        t0 = time.perf_counter()
+        pressure = False
+        channels = self._channels()
+        for ch in channels:
+            if ch.state == CHANNEL_CLOSED:
+                continue
+            if ch.exited.is_set() or final:
+                self._close(ch)
+                continue
+            self._drain(ch)
+            if int(ch.ctrl[CTRL_INDEX_WM_STATE]) == WM_HIGH:
+                pressure = True
+        if len(channels) != self._known or any(ch.state == CHANNEL_CLOSED and not ch.reported for ch in channels):
+            self._known = len(channels)
+            for ch in channels:
+                if ch.state == CHANNEL_CLOSED:
+                    ch.reported = True
+            if not final:
+                self._on_channels_changed()
+        self.cycles += 1
+        self.busy_s += time.perf_counter() - t0
+        return pressure
+
+    def _drain(self, ch: "ThreadChannel") -> int:
+        """Move everything waiting in ``ch``'s rings to its files; return the events moved."""
+        ctrl = ch.ctrl
+        n, start = index_ring_take(ctrl, ch.index_pool, self._ticks, self._fid, self._kd)
+        n = int(n)
+        if n > int(ctrl[CTRL_INDEX_DRAIN_HIGH_WATER]):
+            ctrl[CTRL_INDEX_DRAIN_HIGH_WATER] = n
+        watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
+        m = nbytes = 0
+        if ch.has_detail_lane:
+            m, nbytes = detail_ring_take(
+                ctrl, ch.detail_words, ch.detail_bytes, start + np.uint64(n),
+                self._d_index, self._d_type, self._d_flags, self._d_offsets, self._d_payload,
+            )
+        if n == 0 and m == 0:
+            return 0
+        # Every record just taken was stamped before this anchor, so its tick
+        # converts by interpolation, not extrapolation.
+        self.converter.anchor()
+        details = None
+        kept = 0
+        if m:
+            kept = pair_details(m, self._d_index, start, n, self._d_positions, self._d_keep)
+            lost = m - kept
+            if lost:
+                ctrl[CTRL_DETAIL_DROPS + DROP_PAIR_LOST] += lost
+            if kept:
+                details = self._detail_batch(m, kept)
+        if n == 0:
+            return 0
+        self.converter.convert(self._ticks[:n], out=self._ns[:n])
+        last, clamped = encode_ring_records(
+            n, self._ns, self._ticks, self._fid, self._kd, ch.thread_id, np.uint64(ch.last_ts_ns), self._events
+        )
+        events = self._events[:n]
+        if ch.writer is None:
+            self._count_disk_error(ch, n, kept, ch.writer_error or "no writer")
+            return 0
+        try:
+            ch.writer.write_events(events, details)
+        except (WriteError, AtfV2Error) as exc:
+            self._count_disk_error(ch, n, kept, str(exc))
+            return 0
+        ch.last_ts_ns = int(last)
+        ch.timestamps_clamped += int(clamped)
+        ctrl[CTRL_INDEX_WRITTEN] += np.uint64(n)
+        if kept:
+            ctrl[CTRL_DETAIL_WRITTEN] += np.uint64(kept)
+            ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
+        self.events_written += n
+        return n
+
+    def _detail_batch(self, m: int, kept: int) -> DetailBatch:
+        offsets = self._d_offsets[: m + 1]
+        if kept == m:
+            return DetailBatch(
+                self._d_positions[:kept].copy(), self._d_payload[: offsets[m]], offsets.copy(),
+                self._d_type[:m].copy(), self._d_flags[:m].copy(),
+            )
+        keep = self._d_keep[:m]
+        starts, ends = offsets[:-1][keep], offsets[1:][keep]
+        lengths = ends - starts
+        new_offsets = np.zeros(kept + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        payload = np.concatenate([self._d_payload[s:e] for s, e in zip(starts, ends)]) if kept else self._d_payload[:0]
+        return DetailBatch(
+            self._d_positions[:kept].copy(), payload, new_offsets, self._d_type[:m][keep], self._d_flags[:m][keep]
+        )
+
+    def _count_disk_error(self, ch: "ThreadChannel", n: int, k: int, message: str) -> None:
+        ch.ctrl[CTRL_INDEX_DROPS + DROP_DISK_ERROR] += np.uint64(n)
+        if k:
+            ch.ctrl[CTRL_DETAIL_DROPS + DROP_DISK_ERROR] += np.uint64(k)
+        ch.writer_error = message
+        if len(self.errors) < 100:
+            self.errors.append(f"thread {ch.thread_id}: {message}")
+
+    def _close(self, ch: "ThreadChannel") -> None:
+        """Last pass over a thread: drain, account for stragglers, finalize, release."""
+        ctrl = ch.ctrl
+        ctrl[CTRL_ENABLED] = 0
+        self._drain(ch)
+        # Anything pushed after that pass never reaches the encoder: consume it
+        # and count it, so recorded == written + dropped holds exactly.
+        late = index_ring_discard(ctrl)
+        if late:
+            ctrl[CTRL_INDEX_DROPS + DROP_ENCODER_LAG] += late
+        if ch.has_detail_lane:
+            m, _ = detail_ring_take(
+                ctrl, ch.detail_words, ch.detail_bytes, _ALL_POSITIONS,
+                self._d_index, self._d_type, self._d_flags, self._d_offsets, self._d_payload,
+            )
+            if m:
+                ctrl[CTRL_DETAIL_DROPS + DROP_ENCODER_LAG] += np.uint64(m)
+        if ch.writer is not None:
+            try:
+                ch.writer.close()
+            except (WriteError, AtfV2Error, OSError) as exc:
+                ch.writer_error = f"finalize failed: {exc}"
+                self.errors.append(f"thread {ch.thread_id}: finalize failed: {exc}")
+        ctrl[CTRL_STATE] = CHANNEL_CLOSED
+        if ch.exited.is_set():
+            # The thread is gone: nobody can push any more, free the pools.
+            ctrl[CTRL_INDEX_POOL_PTR] = 0
+            ctrl[CTRL_DETAIL_POOL_PTR] = 0
+            ch.release_pools()
+
+
+def file_size(path: "str | None") -> int:
+    if not path:
+        return 0
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,648 @@
+"""Recording sessions: start, emit, stats, stop.
+
+A session is a directory (``manifest.json`` + ``thread_N/``) being filled by a
+drain thread from per-thread rings (``atf2.rings``, ``atf2.drain``). One
+session is active per process at a time.
+
+Lifecycle
+---------
+* ``trace_session_start(dir, **options)`` checks the directory (created if
+  missing; a non-empty one is refused unless ``overwrite=True``, which removes
+  the previous ``manifest.json`` and ``thread_*`` directories only), writes
+  ``manifest.json`` with status "recording", starts the drain, ignores SIGXFSZ
+  (so a file-size limit is a counted write error, not a killed process; the
+  previous disposition is restored at stop), and with ``trace_python=True``
+  hands the session to ``atf2.tracer.start_tracing``.
+* A thread is registered at its first event (``register_current_thread``): it
+  gets the next number N, its rings and its ``ThreadWriter``. When the thread
+  ends, a finalizer in its ``threading.local`` slot tells the drain, which
+  drains it a last time and finalizes its files in the next cycle. The tracer
+  may say so earlier with ``thread_exited()``.
+* ``trace_session_stop()`` stops the tracer, drains and finalizes everything,
+  rewrites the manifest atomically with status "complete", and returns the
+  final ``SessionStats``. Stopping again returns the same figures. An active
+  session is stopped at interpreter exit (atexit).
+
+Fork: in a child process the inherited session is *disabled*: its events are
+ignored (``emit`` does nothing, the control blocks say not enabled), nothing
+is drained, no file of the parent is touched, and stopping it only releases
+it (status "disabled"); the child may then start a session of its own in
+another directory.
+
+Explicit events
+---------------
+``emit(function, kind, detail=None, depth=0)`` and ``emit_batch(...)`` go
+through the same rings, stamped with the same clock as the tracer's events,
+so they interleave correctly with traced calls. ``function`` is a registered
+function id (``session.symbols.register(...)``) or a name, registered on
+first use in module ``__main__``.
+
+``emit_batch(function_ids, kinds, depths=None, timestamps_ns=None,
+details=None)``: numpy-like columns of equal length. ``timestamps_ns``, if
+given, are CLOCK_BOOTTIME nanoseconds (``time.clock_gettime_ns(
+time.CLOCK_BOOTTIME)``), must be non-decreasing within the batch, and are
+written as given; since a thread's file must never go backwards, an explicit
+timestamp older than the thread's previous event is raised to that event's
+timestamp (counted in ``ThreadStats.timestamps_clamped``). ``details``: a
+sequence aligned with the events holding ``bytes`` or None.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from .drain import Drain, file_size
+from .errors import AtfV2Error, SessionStateError, WriteError
+from .kernels.ring import emit_many, emit_one, emit_one_detail
+from .layout import (
+    CHANNEL_ACTIVE,
+    CHANNEL_EXITED,
+    CLOCK_BOOTTIME,
+    CTRL_ENABLED,
+    CTRL_STATE,
+    DETAIL_FUNCTION_CALL,
+    DETAIL_FUNCTION_RETURN,
+    EVENT_CALL,
+    EVENT_KIND_NAMES,
+    MANIFEST_FORMAT_VERSION,
+    MANIFEST_NAME,
+    THREAD_DIR_PREFIX,
+)
+from .manifest import STATUS_COMPLETE, STATUS_RECORDING, write_manifest
+from .rings import RingConfig, ThreadChannel
+from .stats import LaneStats, SessionStats, ThreadStats
+from .symbols import SymbolTable
+from .writer import ThreadWriter
+
+#: default drain period: the most a killed process can lose
+DEFAULT_FLUSH_INTERVAL = 0.02
+_MAX_DEPTH = 0xFFFFFFFF
+_THREAD_DIR_RE = re.compile(re.escape(THREAD_DIR_PREFIX) + r"\d+")
+
+_LOCK = threading.RLock()
+_ACTIVE: "Session | None" = None
+_LAST: "Session | None" = None
+#: sessions inherited through fork(): kept referenced so nothing of the
+#: parent's (writers, descriptors) is ever finalized from the child
+_FORKED: list = []
+
+
+class _ThreadExitSentinel:
+    """Lives in a thread's ``threading.local`` slot; dies with the thread."""
+
+    __slots__ = ("session_ref", "channel", "__weakref__")
+
+    def __init__(self, session: "Session", channel: ThreadChannel):
+        self.session_ref = weakref.ref(session)
+        self.channel = channel
+
+    def __del__(self):
+        session = self.session_ref()
+        if session is not None:
+            session._channel_ended(self.channel)
+
+
+class Session:
+    """One recording session (use ``trace_session_start`` / ``trace_session``)."""
+
+    def __init__(
+        self,
+        session_dir: "str | os.PathLike[str]",
+        *,
+        overwrite: bool = False,
+        ring_capacity: int = RingConfig.ring_capacity,
+        spare_rings: int = RingConfig.ring_count - 1,
+        detail: bool = True,
+        detail_ring_bytes: int = RingConfig.detail_ring_bytes,
+        detail_spare_rings: int = RingConfig.detail_ring_count - 1,
+        high_watermark: float = RingConfig.high_watermark,
+        low_watermark: float = RingConfig.low_watermark,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        trace_python: bool = False,
+        fsync: bool = False,
+    ):
+        self.session_dir = os.path.abspath(os.fspath(session_dir))
+        for name, value in (("spare_rings", spare_rings), ("detail_spare_rings", detail_spare_rings)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AtfV2Error(f"invalid ring option: {name}={value!r} (>= 1)")
+        self.config = RingConfig(
+            ring_capacity=ring_capacity,
+            ring_count=spare_rings + 1,
+            detail=bool(detail),
+            detail_ring_bytes=detail_ring_bytes,
+            detail_ring_count=detail_spare_rings + 1,
+            high_watermark=high_watermark,
+            low_watermark=low_watermark,
+        )
+        if not (isinstance(flush_interval, (int, float)) and 0 < flush_interval <= 60):
+            raise AtfV2Error(f"invalid flush_interval={flush_interval!r} (seconds, 0 < x <= 60)")
+        self.flush_interval = float(flush_interval)
+        self.trace_python = bool(trace_python)
+        self.overwrite = bool(overwrite)
+        self.fsync = bool(fsync)
+        self.symbols = SymbolTable()
+        self.pid = os.getpid()
+        self.clock_type = CLOCK_BOOTTIME
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._channels: list[ThreadChannel] = []
+        self._tracer = None
+        self._old_sigxfsz = None
+        self._status = "new"
+        self._t0 = time.monotonic()
+        self._t_stop: "float | None" = None
+        self._final: "SessionStats | None" = None
+        self.drain = Drain(self.config, self._snapshot, self.flush_interval, self._channels_changed)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _open(self) -> None:
+        tracer = self._load_tracer() if self.trace_python else None
+        self._prepare_dir()
+        self._status = STATUS_RECORDING
+        self._t0 = time.monotonic()
+        self._write_manifest(fsync=True)
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ"):
+            self._old_sigxfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        self.drain.start()
+        if tracer is not None:
+            try:
+                tracer.start_tracing(self)
+            except BaseException:
+                self.stop()
+                raise
+            self._tracer = tracer
+
+    @staticmethod
+    def _load_tracer():
+        try:
+            from . import tracer
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("atf2.tracer",):
+                raise
+            raise AtfV2Error("trace_python=True needs the Python tracer (atf2.tracer), which is not available yet; use trace_python=False and emit()") from None
+        return tracer
+
+    def _prepare_dir(self) -> None:
+        d = self.session_dir
+        try:
+            if os.path.isdir(d):
+                entries = os.listdir(d)
+                if entries:
+                    if not self.overwrite:
+                        raise AtfV2Error("session directory is not empty (pass overwrite=True to replace a previous session)", d)
+                    for name in entries:
+                        path = os.path.join(d, name)
+                        if name == MANIFEST_NAME:
+                            os.unlink(path)
+                        elif _THREAD_DIR_RE.fullmatch(name) and os.path.isdir(path):
+                            shutil.rmtree(path)
+            else:
+                os.makedirs(d)
+            probe = os.path.join(d, f".atf2-probe-{os.getpid()}")
+            with open(probe, "wb") as f:
+                f.write(b"x")
+            os.unlink(probe)
+        except OSError as exc:
+            raise AtfV2Error(f"session directory is not usable: {exc.strerror or exc}", d) from None
+
+    def stop(self) -> SessionStats:
+        """Finalize everything and return the final figures (idempotent)."""
+        global _ACTIVE, _LAST
+        with self._lock:
+            if self._final is not None:
+                return self._final
+            if self._status == "disabled":
+                self._t_stop = time.monotonic()
+                self._final = self._stats()
+            else:
+                if self._tracer is not None:
+                    try:
+                        self._tracer.stop_tracing()
+                    finally:
+                        self._tracer = None
+                for ch in self._snapshot():
+                    ch.ctrl[CTRL_ENABLED] = 0
+                self.drain.stop()
+                self._status = STATUS_COMPLETE
+                self._t_stop = time.monotonic()
+                try:
+                    self._write_manifest(fsync=True)
+                except OSError as exc:
+                    self.drain.errors.append(f"manifest: {exc}")
+                if self._old_sigxfsz is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGXFSZ, self._old_sigxfsz)
+                    self._old_sigxfsz = None
+                self._final = self._stats()
+        with _LOCK:
+            if _ACTIVE is self:
+                _ACTIVE = None
+                _LAST = self
+        return self._final
+
+    @property
+    def active(self) -> bool:
+        return self._status == STATUS_RECORDING
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    # ------------------------------------------------------------- threads
+
+    def _snapshot(self) -> list:
+        # No lock: the drain calls this while stop() holds the session lock
+        # and waits for it; copying a list is atomic under the GIL.
+        return list(self._channels)
+
+    def register_current_thread(self) -> ThreadChannel:
+        """The calling thread's channel, registering the thread on first call (idempotent)."""
+        ch = getattr(self._local, "channel", None)
+        if ch is not None:
+            return ch
+        if self._status != STATUS_RECORDING:
+            raise SessionStateError(f"session is {self._status}: cannot register a thread", self.session_dir)
+        thread = threading.current_thread()
+        with self._lock:
+            n = len(self._channels)
+            ch = ThreadChannel(n, self.config, threading.get_native_id(), thread.name)
+            try:
+                ch.writer = ThreadWriter(self.session_dir, n, self.clock_type, fsync=self.fsync)
+            except WriteError as exc:
+                # The thread still gets rings (producers never fail); its
+                # events will be counted as disk-error drops.
+                ch.writer_error = str(exc)
+                self.drain.errors.append(f"thread {n}: {exc}")
+            self._channels.append(ch)
+        self._local.channel = ch
+        self._local.sentinel = _ThreadExitSentinel(self, ch)
+        self.drain.wake.set()
+        return ch
+
+    def channel_for_current_thread(self) -> ThreadChannel:
+        """Same as ``register_current_thread``: for the tracer, from any thread."""
+        return self.register_current_thread()
+
+    def thread_exited(self, channel: "ThreadChannel | None" = None) -> None:
+        """The thread of ``channel`` (default: the calling thread) will not emit any more.
+
+        Its rings are drained and its files finalized at the drain's next
+        cycle. If the calling thread emits again it is registered anew (new N).
+        """
+        if channel is None:
+            channel = getattr(self._local, "channel", None)
+            if channel is None:
+                return
+        if getattr(self._local, "channel", None) is channel:
+            self._local.channel = None
+            sentinel = getattr(self._local, "sentinel", None)
+            self._local.sentinel = None
+            if sentinel is not None:
+                sentinel.session_ref = lambda: None  # already reported here
+        self._channel_ended(channel)
+
+    def _channel_ended(self, channel: ThreadChannel) -> None:
+        if self._status != STATUS_RECORDING or channel.exited.is_set():
+            return
+        channel.ctrl[CTRL_ENABLED] = 0
+        if int(channel.ctrl[CTRL_STATE]) == CHANNEL_ACTIVE:
+            channel.ctrl[CTRL_STATE] = CHANNEL_EXITED
+        channel.exited.set()
+        self.drain.wake.set()
+
+    def _channels_changed(self) -> None:
+        """Drain thread: the set of threads changed; keep the manifest current for crash recovery."""
+        if self._status == STATUS_RECORDING:
+            try:
+                self._write_manifest(fsync=False)
+            except OSError as exc:
+                self.drain.errors.append(f"manifest: {exc}")
+
+    # -------------------------------------------------------------- events
+
+    def _channel(self) -> "ThreadChannel | None":
+        ch = getattr(self._local, "channel", None)
+        if ch is None or not ch.ctrl[CTRL_ENABLED]:
+            if self._status != STATUS_RECORDING:
+                if self._status == "disabled":
+                    return None
+                raise SessionStateError(f"session is {self._status}: cannot emit", self.session_dir)
+            if ch is not None:
+                self.thread_exited(ch)
+            ch = self.register_current_thread()
+        return ch
+
+    def function_id(self, function) -> int:
+        """A registered id for ``function`` (a name is registered in module ``__main__``)."""
+        if isinstance(function, str):
+            return self.symbols.register(function)
+        if isinstance(function, (int, np.integer)) and not isinstance(function, bool):
+            fid = int(function)
+            if fid not in self.symbols:
+                raise AtfV2Error(f"function id {fid:#x} is not registered in the session's symbol table")
+            return fid
+        raise AtfV2Error(f"function must be a registered id or a name, not {type(function).__name__}")
+
+    def emit(self, function, kind: int, detail=None, depth: int = 0) -> None:
+        """Record one event on the calling thread (see the module docstring)."""
+        if kind not in EVENT_KIND_NAMES:
+            raise AtfV2Error(f"event kind must be one of {sorted(EVENT_KIND_NAMES)}, not {kind!r}")
+        if not (isinstance(depth, (int, np.integer)) and 0 <= depth <= _MAX_DEPTH):
+            raise AtfV2Error(f"call depth must be an integer in 0..{_MAX_DEPTH}, not {depth!r}")
+        fid = self.function_id(function)
+        ch = self._channel()
+        if ch is None:
+            return
+        kind_depth = np.uint64(int(kind) | (int(depth) << 32))
+        if detail is None:
+            emit_one(ch.ctrl, ch.index_pool, np.uint64(fid), kind_depth)
+            return
+        if not ch.has_detail_lane:
+            raise AtfV2Error("this session was started with detail=False: emit() cannot take a detail")
+        payload = np.frombuffer(detail, dtype=np.uint8) if len(detail) else np.empty(0, dtype=np.uint8)
+        event_type = DETAIL_FUNCTION_CALL if kind == EVENT_CALL else DETAIL_FUNCTION_RETURN
+        emit_one_detail(ch.ctrl, ch.index_pool, ch.detail_words, ch.detail_bytes, np.uint64(fid), kind_depth, event_type, payload)
+
+    def emit_batch(self, function_ids, kinds, depths=None, timestamps_ns=None, details=None) -> None:
+        """Record a batch of events on the calling thread (see the module docstring)."""
+        raw_ids = np.asarray(function_ids)
+        n = raw_ids.shape[0] if raw_ids.ndim == 1 else -1
+        if n < 0:
+            raise AtfV2Error("function_ids must be a 1-D column")
+        if raw_ids.dtype.kind in "US" or raw_ids.dtype == object:
+            fids = np.fromiter((self.function_id(f) for f in raw_ids.tolist()), dtype=np.uint64, count=n)
+        elif raw_ids.dtype.kind in "iu":
+            if n and (raw_ids.min() < 0):
+                raise AtfV2Error("function ids must be non-negative")
+            fids = np.ascontiguousarray(raw_ids, dtype=np.uint64)
+            for fid in np.unique(fids).tolist():
+                self.function_id(fid)
+        else:
+            raise AtfV2Error(f"function_ids must be integers or names, not {raw_ids.dtype}")
+        kinds_a = _column(kinds, np.uint32, "kinds", n)
+        if n and not np.isin(kinds_a, list(EVENT_KIND_NAMES)).all():
+            raise AtfV2Error(f"event kinds must be among {sorted(EVENT_KIND_NAMES)}")
+        depths_a = np.zeros(n, dtype=np.uint32) if depths is None else _column(depths, np.uint32, "depths", n)
+        use_ns = timestamps_ns is not None
+        ts = _column(timestamps_ns, np.uint64, "timestamps_ns", n) if use_ns else np.zeros(0, dtype=np.uint64)
+        if use_ns and n > 1 and (ts[1:] < ts[:-1]).any():
+            raise AtfV2Error("timestamps_ns must be non-decreasing within a batch")
+        has = np.zeros(n, dtype=np.bool_)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        payload = np.empty(0, dtype=np.uint8)
+        if details is not None:
+            if len(details) != n:
+                raise AtfV2Error(f"details has {len(details)} entries for {n} events")
+            parts = []
+            for i, d in enumerate(details):
+                if d is not None:
+                    has[i] = True
+                    parts.append(bytes(d))
+                    offsets[i + 1] = len(parts[-1])
+            np.cumsum(offsets, out=offsets)
+            payload = np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else payload
+        ch = self._channel()
+        if ch is None or n == 0:
+            return
+        if has.any() and not ch.has_detail_lane:
+            raise AtfV2Error("this session was started with detail=False: emit_batch() cannot take details")
+        detail_types = np.where(kinds_a == EVENT_CALL, DETAIL_FUNCTION_CALL, DETAIL_FUNCTION_RETURN).astype(np.uint16)
+        emit_many(
+            ch.ctrl, ch.index_pool, ch.detail_words, ch.detail_bytes, fids, kinds_a, depths_a, ts, use_ns,
+            has, detail_types, payload, offsets,
+        )
+
+    # -------------------------------------------------------------- figures
+
+    def get_stats(self) -> SessionStats:
+        with self._lock:
+            if self._final is not None:
+                return self._final
+            return self._stats()
+
+    def _thread_stats(self, ch: ThreadChannel) -> ThreadStats:
+        w = ch.writer
+        return ThreadStats(
+            thread_id=ch.thread_id,
+            os_thread_id=ch.os_thread_id,
+            name=ch.name,
+            state=ThreadStats.state_name(ch.state),
+            index=LaneStats.index_from_ctrl(ch.ctrl),
+            detail=LaneStats.detail_from_ctrl(ch.ctrl),
+            index_file_bytes=file_size(w.index_path) if w is not None else 0,
+            detail_file_bytes=file_size(w.detail_path) if w is not None and w.has_detail else 0,
+            time_start_ns=w.time_start_ns if w is not None else 0,
+            time_end_ns=w.time_end_ns if w is not None else 0,
+            timestamps_clamped=ch.timestamps_clamped,
+            error=ch.writer_error,
+        )
+
+    def _stats(self) -> SessionStats:
+        threads = [self._thread_stats(ch) for ch in self._snapshot()]
+        index, detail = LaneStats(), LaneStats()
+        for t in threads:
+            index.add(t.index)
+            detail.add(t.detail)
+        end = self._t_stop if self._t_stop is not None else time.monotonic()
+        elapsed = max(end - self._t0, 1e-9)
+        busy = self.drain.busy_s
+        starts = [t.time_start_ns for t in threads if t.index.written]
+        ends = [t.time_end_ns for t in threads if t.index.written]
+        return SessionStats(
+            session_dir=self.session_dir,
+            status=self._status,
+            pid=self.pid,
+            elapsed_s=elapsed,
+            threads=threads,
+            index=index,
+            detail=detail,
+            drain_cycles=self.drain.cycles,
+            drain_busy_s=busy,
+            drain_rate_events_per_s=index.written / elapsed,
+            drain_capacity_events_per_s=index.written / busy if busy > 0 else 0.0,
+            bytes_written=sum(t.index_file_bytes + t.detail_file_bytes for t in threads),
+            time_start_ns=min(starts) if starts else 0,
+            time_end_ns=max(ends) if ends else 0,
+            errors=list(self.drain.errors),
+        )
+
+    # ------------------------------------------------------------- manifest
+
+    def _manifest(self) -> dict:
+        stats = self._stats()
+        modules, symbols = self.symbols.to_manifest()
+        threads = []
+        for t, ch in zip(stats.threads, self._snapshot()):
+            w = ch.writer
+            threads.append(
+                {
+                    "id": t.thread_id,
+                    "has_detail": bool(w is not None and w.has_detail),
+                    "index_events": w.event_count if w is not None else 0,
+                    "detail_events": w.detail_count if w is not None else 0,
+                    "time_start_ns": t.time_start_ns,
+                    "time_end_ns": t.time_end_ns,
+                    "os_thread_id": t.os_thread_id,
+                    "name": t.name,
+                    "dropped": {k: v for k, v in t.index.drops.items()},
+                    "detail_dropped": {k: v for k, v in t.detail.drops.items()},
+                    "recorded": t.index.recorded,
+                    "error": t.error,
+                }
+            )
+        return {
+            "format_version": MANIFEST_FORMAT_VERSION,
+            "status": self._status,
+            "clock_type": self.clock_type,
+            "clock": self.drain.converter.as_manifest(),
+            "time_start_ns": stats.time_start_ns,
+            "time_end_ns": stats.time_end_ns,
+            "pid": self.pid,
+            "threads": threads,
+            "modules": modules,
+            "symbols": symbols,
+            "windows": [],
+            "options": {
+                "ring_capacity": self.config.ring_capacity,
+                "ring_count": self.config.ring_count,
+                "detail": self.config.detail,
+                "detail_ring_bytes": self.config.detail_ring_bytes,
+                "detail_ring_count": self.config.detail_ring_count,
+                "flush_interval": self.flush_interval,
+                "trace_python": self.trace_python,
+            },
+            "stats": {
+                "events_recorded": stats.index.recorded,
+                "events_written": stats.index.written,
+                "events_dropped": stats.index.dropped,
+                "drain_cycles": stats.drain_cycles,
+                "errors": stats.errors[:20],
+            },
+        }
+
+    def _write_manifest(self, fsync: bool) -> None:
+        write_manifest(self.session_dir, self._manifest(), fsync=fsync)
+
+    # ------------------------------------------------------------------ fork
+
+    def _disable_after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._status = "disabled"
+        for ch in self._channels:
+            ch.ctrl[CTRL_ENABLED] = 0
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Session({self.session_dir!r}, status={self._status!r}, threads={len(self._channels)})"
+
+
+def _column(values, dtype, name: str, n: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise AtfV2Error(f"{name} must be a 1-D column of {n} values, not shape {arr.shape}")
+    if arr.dtype.kind not in "iub":
+        raise AtfV2Error(f"{name} must hold integers, not {arr.dtype}")
+    if n and (arr.min() < 0 or int(arr.max()) > np.iinfo(dtype).max):
+        raise AtfV2Error(f"{name} out of range for {np.dtype(dtype).name}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# Module-level API (exported from atf2)
+# ---------------------------------------------------------------------------
+
+
+def trace_session_start(session_dir: "str | os.PathLike[str]", **options) -> Session:
+    """Start recording into ``session_dir``; see ``Session`` for the options."""
+    global _ACTIVE
+    with _LOCK:
+        if _ACTIVE is not None:
+            raise SessionStateError(f"a session is already active ({_ACTIVE.session_dir}); stop it first")
+        session = Session(session_dir, **options)
+        session._open()
+        _ACTIVE = session
+        return session
+
+
+def trace_session_stop() -> SessionStats:
+    """Stop the active session (or return the last one's figures again)."""
+    with _LOCK:
+        session = _ACTIVE or _LAST
+    if session is None:
+        raise SessionStateError("trace_session_stop: no session was started")
+    return session.stop()
+
+
+def trace_session_get_stats() -> SessionStats:
+    """Figures of the active session, or of the last stopped one."""
+    session = _ACTIVE or _LAST
+    if session is None:
+        raise SessionStateError("trace_session_get_stats: no session was started")
+    return session.get_stats()
+
+
+@contextmanager
+def trace_session(session_dir: "str | os.PathLike[str]", **options) -> Iterator[Session]:
+    """``with atf2.trace_session(dir) as s:`` start ... stop."""
+    session = trace_session_start(session_dir, **options)
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+def active_session() -> "Session | None":
+    return _ACTIVE
+
+
+def _require_active() -> Session:
+    session = _ACTIVE
+    if session is None:
+        raise SessionStateError("no active session: call atf2.trace_session_start() first")
+    return session
+
+
+def emit(function, kind: int, detail=None, depth: int = 0) -> None:
+    """Record one explicit event on the calling thread of the active session."""
+    _require_active().emit(function, kind, detail, depth)
+
+
+def emit_batch(function_ids, kinds, depths=None, timestamps_ns=None, details=None) -> None:
+    """Record a batch of explicit events on the calling thread of the active session."""
+    _require_active().emit_batch(function_ids, kinds, depths, timestamps_ns, details)
+
+
+def _stop_at_exit() -> None:
+    session = _ACTIVE
+    if session is not None and session.pid == os.getpid():
+        session.stop()
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.RLock()
+    session = _ACTIVE
+    if session is not None:
+        session._disable_after_fork()
+        _FORKED.append(session)
+
+
+atexit.register(_stop_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

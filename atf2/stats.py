@@ -1,0 +1,200 @@
+"""Session figures: what was recorded, written and dropped, per thread and per lane.
+
+Every lane keeps the identity ``recorded == written + dropped + pending``
+(pending: still in the rings or in the drain's hands; 0 after the thread was
+finalized). Counts come from the threads' control blocks (``atf2.layout``
+CTRL_* slots), so reading them never stops a producer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .layout import (
+    CHANNEL_ACTIVE,
+    CHANNEL_CLOSED,
+    CHANNEL_EXITED,
+    CTRL_DETAIL_BYTES_WRITTEN,
+    CTRL_DETAIL_DROPS,
+    CTRL_DETAIL_HIGH_WATER,
+    CTRL_DETAIL_READ_POS,
+    CTRL_DETAIL_RECORDS,
+    CTRL_DETAIL_RINGS_SUBMITTED,
+    CTRL_DETAIL_WRITE_POS,
+    CTRL_DETAIL_WRITTEN,
+    CTRL_INDEX_DRAIN_HIGH_WATER,
+    CTRL_INDEX_DROPS,
+    CTRL_INDEX_HIGH_WATER,
+    CTRL_INDEX_READ_POS,
+    CTRL_INDEX_RINGS_SUBMITTED,
+    CTRL_INDEX_WM_CROSSINGS,
+    CTRL_INDEX_WM_HIGH,
+    CTRL_INDEX_WM_LOW,
+    CTRL_INDEX_WM_STATE,
+    CTRL_INDEX_WRITE_POS,
+    CTRL_INDEX_WRITTEN,
+    DROP_REASON_NAMES,
+    INDEX_EVENT_SIZE,
+    WM_HIGH,
+)
+
+_STATE_NAMES = {CHANNEL_ACTIVE: "active", CHANNEL_EXITED: "exited", CHANNEL_CLOSED: "closed"}
+
+
+def _drops(ctrl: np.ndarray, base: int) -> dict:
+    return {name: int(ctrl[base + code]) for code, name in DROP_REASON_NAMES.items()}
+
+
+@dataclass
+class LaneStats:
+    """One lane (index or detail) of one thread, or summed over threads."""
+
+    recorded: int = 0
+    written: int = 0
+    dropped: int = 0
+    drops: dict = field(default_factory=lambda: {name: 0 for name in DROP_REASON_NAMES.values()})
+    pending: int = 0
+    #: bytes accepted by the writer (index: 32 per event; detail: payload bytes)
+    bytes_written: int = 0
+    rings_submitted: int = 0
+    #: most records (index) / bytes (detail) ever waiting in the pool
+    high_water: int = 0
+    #: "normal" or "high" (index lane; hysteresis between the two watermarks)
+    watermark_state: str = "normal"
+    watermark_crossings: int = 0
+    watermark_high: int = 0
+    watermark_low: int = 0
+
+    def add(self, other: "LaneStats") -> None:
+        self.recorded += other.recorded
+        self.written += other.written
+        self.dropped += other.dropped
+        self.pending += other.pending
+        self.bytes_written += other.bytes_written
+        self.rings_submitted += other.rings_submitted
+        self.high_water = max(self.high_water, other.high_water)
+        self.watermark_crossings += other.watermark_crossings
+        if other.watermark_state == "high":
+            self.watermark_state = "high"
+        for k, v in other.drops.items():
+            self.drops[k] = self.drops.get(k, 0) + v
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def index_from_ctrl(cls, ctrl: np.ndarray) -> "LaneStats":
+        drops = _drops(ctrl, CTRL_INDEX_DROPS)
+        recorded = int(ctrl[CTRL_INDEX_WRITE_POS])
+        written = int(ctrl[CTRL_INDEX_WRITTEN])
+        dropped = sum(drops.values())
+        return cls(
+            recorded=recorded,
+            written=written,
+            dropped=dropped,
+            drops=drops,
+            pending=recorded - written - dropped,
+            bytes_written=written * INDEX_EVENT_SIZE,
+            rings_submitted=int(ctrl[CTRL_INDEX_RINGS_SUBMITTED]),
+            high_water=max(int(ctrl[CTRL_INDEX_HIGH_WATER]), int(ctrl[CTRL_INDEX_DRAIN_HIGH_WATER])),
+            watermark_state="high" if int(ctrl[CTRL_INDEX_WM_STATE]) == WM_HIGH else "normal",
+            watermark_crossings=int(ctrl[CTRL_INDEX_WM_CROSSINGS]),
+            watermark_high=int(ctrl[CTRL_INDEX_WM_HIGH]),
+            watermark_low=int(ctrl[CTRL_INDEX_WM_LOW]),
+        )
+
+    @classmethod
+    def detail_from_ctrl(cls, ctrl: np.ndarray) -> "LaneStats":
+        drops = _drops(ctrl, CTRL_DETAIL_DROPS)
+        recorded = int(ctrl[CTRL_DETAIL_RECORDS])
+        written = int(ctrl[CTRL_DETAIL_WRITTEN])
+        dropped = sum(drops.values())
+        waiting = int(ctrl[CTRL_DETAIL_WRITE_POS]) - int(ctrl[CTRL_DETAIL_READ_POS])
+        return cls(
+            recorded=recorded,
+            written=written,
+            dropped=dropped,
+            drops=drops,
+            pending=recorded - written - dropped,
+            bytes_written=int(ctrl[CTRL_DETAIL_BYTES_WRITTEN]),
+            rings_submitted=int(ctrl[CTRL_DETAIL_RINGS_SUBMITTED]),
+            high_water=max(int(ctrl[CTRL_DETAIL_HIGH_WATER]), waiting),
+        )
+
+
+@dataclass
+class ThreadStats:
+    thread_id: int
+    os_thread_id: int
+    name: str
+    #: "active", "exited" (finalizing) or "closed" (files finalized)
+    state: str
+    index: LaneStats
+    detail: LaneStats
+    index_file_bytes: int = 0
+    detail_file_bytes: int = 0
+    time_start_ns: int = 0
+    time_end_ns: int = 0
+    #: events whose timestamp was raised to keep the file non-decreasing
+    timestamps_clamped: int = 0
+    #: last write error of this thread's files, if any
+    error: "str | None" = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def state_name(state: int) -> str:
+        return _STATE_NAMES.get(state, str(state))
+
+
+@dataclass
+class SessionStats:
+    session_dir: str
+    #: "recording", "complete", or "disabled" (in a forked child)
+    status: str
+    pid: int
+    elapsed_s: float
+    threads: list
+    index: LaneStats
+    detail: LaneStats
+    drain_cycles: int = 0
+    #: seconds the drain spent working (not sleeping)
+    drain_busy_s: float = 0.0
+    #: events written per second of session time
+    drain_rate_events_per_s: float = 0.0
+    #: events written per second of drain work: what the drain could sustain
+    drain_capacity_events_per_s: float = 0.0
+    #: sum of the thread files' sizes on disk
+    bytes_written: int = 0
+    time_start_ns: int = 0
+    time_end_ns: int = 0
+    errors: list = field(default_factory=list)
+
+    @property
+    def events_recorded(self) -> int:
+        return self.index.recorded
+
+    @property
+    def events_written(self) -> int:
+        return self.index.written
+
+    @property
+    def events_dropped(self) -> int:
+        return self.index.dropped
+
+    def thread(self, thread_id: int) -> ThreadStats:
+        for t in self.threads:
+            if t.thread_id == thread_id:
+                return t
+        raise KeyError(thread_id)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["events_recorded"] = self.events_recorded
+        d["events_written"] = self.events_written
+        d["events_dropped"] = self.events_dropped
+        return d
