@@ -38,17 +38,6 @@ from .session import (
 )
 from .stats import SessionStats
 from .symbols import SymbolTable
-from .session import (
-    Session,
-    emit,
-    emit_batch,
-    trace_session,
-    trace_session_get_stats,
-    trace_session_start,
-    trace_session_stop,
-)
-from .stats import SessionStats
-from .symbols import SymbolTable
 # --- tracer (atf2.tracer) ---
 # --- analysis (atf2.analysis) ---
 
