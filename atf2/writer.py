@@ -17,9 +17,14 @@ usable; ``finalize()`` then writes valid files holding every earlier batch.
 The process must ignore SIGXFSZ for EFBIG to be reported rather than fatal
 (the session layer does); the writer only needs ``write`` to fail.
 
-Crash model: the header is a placeholder until ``finalize()``; a reader of a
-killed recorder's file counts the events from the file size. Detail events
-are written before the index events that point at them.
+Crash model: the header is a placeholder until ``finalize()``, but every
+batch ends with a valid footer (written in the same ``pwritev`` as the batch's
+last chunk), so a killed recorder's files read back every complete batch; if
+the kill lands inside a multi-chunk batch, the reader counts the complete
+records from the file size. Keeping a footer after every batch also means the
+space for the final footer is always already allocated: after a size-limit or
+full-disk failure, ``finalize()`` writes into room the file had before.
+Detail events are written before the index events that point at them.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .layout import (
     DETAIL_FILE_NAME,
     DETAIL_FOOTER_DTYPE,
     DETAIL_FOOTER_MAGIC,
+    DETAIL_FOOTER_SIZE,
     DETAIL_FUNCTION_CALL,
     DETAIL_FUNCTION_RETURN,
     DETAIL_HEADER_DTYPE,
@@ -75,7 +81,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
 
 # Indirections so tests can inject I/O failures without a full disk.
-_pwrite = os.pwrite
+_pwritev = os.pwritev
 _ftruncate = os.ftruncate
 
 _pool: Optional[ThreadPoolExecutor] = None
@@ -192,15 +198,23 @@ def _normalize_details(details: Any, events: np.ndarray):
     return DetailBatch(positions, payload, offsets, event_type, flags)
 
 
-def _write_all(fd: int, buf: Any, offset: int) -> None:
-    """pwrite all of ``buf`` at ``offset`` (short writes are continued)."""
-    view = memoryview(buf).cast("B")
-    while view:
-        written = _pwrite(fd, view, offset)
-        if written <= 0:  # pragma: no cover - pwrite raises instead
-            raise OSError(_errno.EIO, "pwrite wrote nothing")
-        view = view[written:]
+def _write_all(fd: int, buffers: Sequence[Any], offset: int) -> None:
+    """Write ``buffers`` back to back at ``offset`` with ``pwritev``.
+
+    One system call in the normal case; a short write (signal, size limit) is
+    continued, and the call that cannot make progress raises.
+    """
+    views = [memoryview(b).cast("B") for b in buffers]
+    views = [v for v in views if len(v)]
+    while views:
+        written = _pwritev(fd, views, offset)
+        if written <= 0:  # pragma: no cover - pwritev raises instead
+            raise OSError(_errno.EIO, "pwritev wrote nothing")
         offset += written
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
 
 
 class ThreadWriter:
@@ -244,7 +258,7 @@ class ThreadWriter:
         except OSError as exc:
             raise WriteError(f"cannot create: {exc.strerror or exc}", self._index_path, errno=exc.errno) from exc
         try:
-            _write_all(self._index_fd, self._index_header(final=False), 0)
+            _write_all(self._index_fd, [self._index_header(final=False), self._index_footer()], 0)
         except OSError as exc:
             os.close(self._index_fd)
             raise WriteError(f"cannot write the header: {exc.strerror or exc}", self._index_path, 0, errno=exc.errno) from exc
@@ -286,6 +300,32 @@ class ThreadWriter:
             h["index_seq_start"] = self._d_seq_first
             h["index_seq_end"] = self._d_seq_last
         return h
+
+    def _index_footer(self, n: int = 0, crc: int = 0, t_first: int = 0, t_last: int = 0) -> np.ndarray:
+        f = np.zeros(1, dtype=INDEX_FOOTER_DTYPE)
+        f["magic"] = INDEX_FOOTER_MAGIC
+        f["checksum"] = crc
+        f["event_count"] = n
+        f["time_start_ns"] = t_first
+        f["time_end_ns"] = t_last
+        f["bytes_written"] = n * INDEX_EVENT_SIZE
+        return f
+
+    def _detail_footer(self, n: int = 0, length: int = 0, crc: int = 0, t_first: int = 0, t_last: int = 0) -> np.ndarray:
+        f = np.zeros(1, dtype=DETAIL_FOOTER_DTYPE)
+        f["magic"] = DETAIL_FOOTER_MAGIC
+        f["checksum"] = crc
+        f["event_count"] = n
+        f["bytes_length"] = length
+        f["time_start_ns"] = t_first
+        f["time_end_ns"] = t_last
+        return f
+
+    def _current_index_footer(self) -> np.ndarray:
+        return self._index_footer(self._n_index, self._index_crc, self._t_first, self._t_last)
+
+    def _current_detail_footer(self) -> np.ndarray:
+        return self._detail_footer(self._n_detail, self._detail_bytes, self._detail_crc, self._d_t_first, self._d_t_last)
 
     # --------------------------------------------------------------- properties
 
@@ -336,12 +376,15 @@ class ThreadWriter:
             target = self._index_path
             detail_crc = self._detail_crc
             detail_len = 0
+            ts = events["timestamp_ns"]
+            t_first = self._t_first if self._n_index else int(ts[0])
+            t_last = int(ts[-1])
             try:
                 if k:
                     target = self._detail_path
                     if self._detail_fd is None:
-                        self._open_detail()
                         created_detail = True
+                        self._open_detail()
                     framed = np.empty(k * DETAIL_EVENT_HEADER_SIZE + int(details.offsets[-1] - details.offsets[0]), dtype=np.uint8)
                     detail_len = frame_details(
                         events, details.positions, details.payload, details.offsets, details.event_type,
@@ -351,9 +394,17 @@ class ThreadWriter:
                     # detail file would carry, so it is never written for a bad batch
                     self._check_timestamps(events)
                     detail_crc = zlib.crc32(framed, detail_crc)
-                    _write_all(self._detail_fd, framed, detail_end)
+                    d_first = self._d_t_first if self._n_detail else int(ts[details.positions[0]])
+                    footer = self._detail_footer(
+                        self._n_detail + k, self._detail_bytes + detail_len, detail_crc, d_first, int(ts[details.positions[-1]])
+                    )
+                    _write_all(self._detail_fd, [framed, footer], detail_end)
                     target = self._index_path
-                index_crc = self._write_index(events, details.positions if k else _EMPTY_I64, index_end)
+
+                def index_footer(crc: int) -> np.ndarray:
+                    return self._index_footer(self._n_index + n, crc, t_first, t_last)
+
+                index_crc = self._write_index(events, details.positions if k else _EMPTY_I64, index_end, index_footer)
             except BaseException as exc:
                 self._rollback(index_end, detail_end, created_detail)
                 if isinstance(exc, OSError):
@@ -370,9 +421,8 @@ class ThreadWriter:
                 self._n_detail += k
                 self._detail_bytes += detail_len
                 self._detail_crc = detail_crc
-            if self._n_index == 0:
-                self._t_first = int(events["timestamp_ns"][0])
-            self._t_last = int(events["timestamp_ns"][-1])
+            self._t_first = t_first
+            self._t_last = t_last
             self._n_index += n
             self._index_crc = index_crc
 
@@ -398,8 +448,13 @@ class ThreadWriter:
                 self._scratch[i] = np.empty(events, dtype=INDEX_EVENT_DTYPE)
         return self._scratch[:count]
 
-    def _write_index(self, events: np.ndarray, detail_pos: np.ndarray, offset: int) -> int:
-        """Encode, checksum and write ``events`` at ``offset``; return the new CRC."""
+    def _write_index(self, events: np.ndarray, detail_pos: np.ndarray, offset: int, footer_for: Any) -> int:
+        """Encode, checksum and write ``events`` at ``offset``; return the new CRC.
+
+        The last write also carries the footer ``footer_for(crc)`` describing
+        the file with this batch, so that the file is complete after every
+        batch and a failed batch can be cut off leaving room for the footer.
+        """
         n = len(events)
         crc = self._index_crc
         detail_base = self._n_detail
@@ -427,7 +482,7 @@ class ThreadWriter:
             bad, crc, out = encode(0, crc)
             if bad >= 0:
                 raise self._order_error(events, bad)
-            _write_all(self._index_fd, out.view(np.uint8), offset)
+            _write_all(self._index_fd, [out, footer_for(crc)], offset)
             return crc
         pool = _helper_pool()
         future = pool.submit(encode, 0, crc)
@@ -439,7 +494,9 @@ class ThreadWriter:
                     raise self._order_error(events, bad)
                 if c + 1 < nchunks:
                     future = pool.submit(encode, c + 1, crc)
-                _write_all(self._index_fd, out.view(np.uint8), offset)
+                    _write_all(self._index_fd, [out], offset)
+                else:
+                    _write_all(self._index_fd, [out, footer_for(crc)], offset)
                 offset += out.nbytes
         finally:
             if future is not None:  # a write failed while the next chunk was encoded
@@ -455,12 +512,17 @@ class ThreadWriter:
         except OSError as exc:
             raise WriteError(f"cannot create: {exc.strerror or exc}", self._detail_path, errno=exc.errno) from exc
         self._detail_fd = fd
-        _write_all(fd, self._detail_header(final=False), 0)
+        _write_all(fd, [self._detail_header(final=False), self._detail_footer()], 0)
 
     def _rollback(self, index_end: int, detail_end: int, created_detail: bool) -> None:
-        """Cut the files back to the last complete batch (best effort)."""
+        """Cut the files back to the last complete batch and its footer (best effort).
+
+        The footer goes back where it was, into space the file already had,
+        so it fits even when the failure was a size limit.
+        """
         try:
             _ftruncate(self._index_fd, index_end)
+            _write_all(self._index_fd, [self._current_index_footer()], index_end)
         except OSError:
             pass
         if self._detail_fd is not None:
@@ -474,6 +536,7 @@ class ThreadWriter:
             else:
                 try:
                     _ftruncate(self._detail_fd, detail_end)
+                    _write_all(self._detail_fd, [self._current_detail_footer()], detail_end)
                 except OSError:
                     pass
 
@@ -496,16 +559,9 @@ class ThreadWriter:
             try:
                 if self._detail_fd is not None:
                     self._finalize_detail(do_sync)
-                footer = np.zeros(1, dtype=INDEX_FOOTER_DTYPE)
-                footer["magic"] = INDEX_FOOTER_MAGIC
-                footer["checksum"] = self._index_crc
-                footer["event_count"] = self._n_index
-                footer["time_start_ns"] = self._t_first
-                footer["time_end_ns"] = self._t_last
-                footer["bytes_written"] = self._n_index * INDEX_EVENT_SIZE
-                _write_all(self._index_fd, footer, events_end)
+                _write_all(self._index_fd, [self._current_index_footer()], events_end)
                 _ftruncate(self._index_fd, events_end + INDEX_FOOTER_SIZE)
-                _write_all(self._index_fd, self._index_header(final=True), 0)
+                _write_all(self._index_fd, [self._index_header(final=True)], 0)
                 if do_sync:
                     os.fsync(self._index_fd)
             except OSError as exc:
@@ -529,16 +585,9 @@ class ThreadWriter:
     def _finalize_detail(self, do_sync: bool) -> None:
         fd = self._detail_fd
         end = DETAIL_HEADER_SIZE + self._detail_bytes
-        footer = np.zeros(1, dtype=DETAIL_FOOTER_DTYPE)
-        footer["magic"] = DETAIL_FOOTER_MAGIC
-        footer["checksum"] = self._detail_crc
-        footer["event_count"] = self._n_detail
-        footer["bytes_length"] = self._detail_bytes
-        footer["time_start_ns"] = self._d_t_first
-        footer["time_end_ns"] = self._d_t_last
-        _write_all(fd, footer, end)
-        _ftruncate(fd, end + footer.nbytes)
-        _write_all(fd, self._detail_header(final=True), 0)
+        _write_all(fd, [self._current_detail_footer()], end)
+        _ftruncate(fd, end + DETAIL_FOOTER_SIZE)
+        _write_all(fd, [self._detail_header(final=True)], 0)
         if do_sync:
             os.fsync(fd)
 
