@@ -393,3 +393,102 @@ assert DETAIL_RING_HEADER_SIZE == 16
 assert DETAIL_RING_RECORD_DTYPE.fields["total_length"][1] == 8
 assert DETAIL_RING_RECORD_DTYPE.fields["event_type"][1] == 8 + DETAIL_RING_TYPE_SHIFT // 8
 assert DETAIL_RING_RECORD_DTYPE.fields["flags"][1] == 8 + DETAIL_RING_FLAGS_SHIFT // 8
+
+# ---------------------------------------------------------------------------
+# Python detail payload (issue 5: atf2.payload; every byte in atf2/PAYLOAD.md)
+# ---------------------------------------------------------------------------
+#
+# The payload of a detail event recorded for a Python event. Its version is
+# the detail event's ``flags`` (0 = an opaque payload, e.g. ``emit(detail=)``)
+# and the manifest key ``detail_payload_version``. Layout:
+#
+#     PAYLOAD_HEADER_DTYPE                      16 bytes
+#     stack_depth x u64 caller function ids     innermost caller first
+#     value_count x typed value                 tag byte + body (below)
+#
+# The struct formats beside the dtypes are the same bytes, for the codec's
+# ``struct`` calls (asserted equal below).
+
+#: the payload version this atf2 writes (the detail event's ``flags``)
+DETAIL_PAYLOAD_VERSION = 1
+#: payload versions this atf2 decodes
+DETAIL_PAYLOAD_VERSIONS_READ = (1,)
+#: ``flags`` of a detail event whose payload is opaque bytes
+DETAIL_PAYLOAD_OPAQUE = 0
+MANIFEST_DETAIL_PAYLOAD_VERSION_KEY = "detail_payload_version"
+
+PAYLOAD_HEADER_DTYPE = np.dtype(
+    [
+        ("function_id", "<u8"),  # 0   the event's function (same as the index event)
+        ("kind", "u1"),  # 8   EVENT_* of the paired index event
+        ("value_count", "u1"),  # 9   typed values after the stack (args / 1 / 1)
+        ("stack_depth", "u1"),  # 10  caller ids after the header
+        ("flags", "u1"),  # 11  PAYLOAD_F_*
+        ("arg_count", "<u4"),  # 12  CALL: parameters the function declares; else 0
+    ]
+)
+PAYLOAD_HEADER_STRUCT = "<QBBBBI"
+PAYLOAD_HEADER_SIZE = PAYLOAD_HEADER_DTYPE.itemsize
+PAYLOAD_STACK_ENTRY_STRUCT = "<Q"
+PAYLOAD_STACK_ENTRY_SIZE = 8
+
+PAYLOAD_F_ARGS_TRUNCATED = 0x01  #: the function declares more parameters than were recorded
+PAYLOAD_F_STACK_TRUNCATED = 0x02  #: there were more callers than recorded
+PAYLOAD_MAX_VALUES = 0xFF  #: value_count is one byte
+PAYLOAD_MAX_STACK = 0xFF  #: stack_depth is one byte
+
+# Value tags (one byte) and bodies
+PAYLOAD_TAG_STRUCT = "<B"
+PAYLOAD_VAL_NONE = 0  #: no body
+PAYLOAD_VAL_FALSE = 1  #: no body
+PAYLOAD_VAL_TRUE = 2  #: no body
+PAYLOAD_VAL_INT = 3  #: body PAYLOAD_INT_STRUCT: signed 64-bit
+PAYLOAD_VAL_FLOAT = 4  #: body PAYLOAD_FLOAT_STRUCT: IEEE 754 binary64
+PAYLOAD_VAL_STR = 5  #: body: text (UTF-8, surrogatepass; original length in characters)
+PAYLOAD_VAL_BYTES = 6  #: body: text (raw bytes; original length in bytes)
+PAYLOAD_VAL_BIGINT = 7  #: body PAYLOAD_BIGINT_STRUCT length n, then n bytes two's complement LE
+PAYLOAD_VAL_OBJECT = 8  #: body: type name, then text (the bounded repr)
+PAYLOAD_VAL_REPR_FAILED = 9  #: body: type name, then text ("ErrorType: message" of what repr raised)
+PAYLOAD_VAL_REPR_SKIPPED = 10  #: body: type name, then text (why no repr was taken)
+PAYLOAD_VAL_EXCEPTION = 11  #: body: type name (of the exception), then text (its message)
+PAYLOAD_VAL_UNBOUND = 12  #: no body: the parameter had no value in the frame
+PAYLOAD_VAL_NAMES = {
+    PAYLOAD_VAL_NONE: "none",
+    PAYLOAD_VAL_FALSE: "false",
+    PAYLOAD_VAL_TRUE: "true",
+    PAYLOAD_VAL_INT: "int",
+    PAYLOAD_VAL_FLOAT: "float",
+    PAYLOAD_VAL_STR: "str",
+    PAYLOAD_VAL_BYTES: "bytes",
+    PAYLOAD_VAL_BIGINT: "bigint",
+    PAYLOAD_VAL_OBJECT: "object",
+    PAYLOAD_VAL_REPR_FAILED: "repr_failed",
+    PAYLOAD_VAL_REPR_SKIPPED: "repr_skipped",
+    PAYLOAD_VAL_EXCEPTION: "exception",
+    PAYLOAD_VAL_UNBOUND: "unbound",
+}
+PAYLOAD_INT_STRUCT = "<q"
+PAYLOAD_FLOAT_STRUCT = "<d"
+PAYLOAD_BIGINT_STRUCT = "<I"
+#: a "text": original length (u32, saturated), stored byte count n (u32), then n bytes
+PAYLOAD_TEXT_STRUCT = "<II"
+#: a "type name": byte count t (u16), then t bytes UTF-8 (``module.qualname``; builtins bare)
+PAYLOAD_TYPE_NAME_STRUCT = "<H"
+PAYLOAD_U32_MAX = 0xFFFFFFFF
+PAYLOAD_U16_MAX = 0xFFFF
+
+assert PAYLOAD_HEADER_SIZE == 16
+assert PAYLOAD_HEADER_DTYPE.fields["arg_count"][1] == 12
+
+
+def _payload_struct_sizes_agree() -> bool:
+    import struct
+
+    return (
+        struct.calcsize(PAYLOAD_HEADER_STRUCT) == PAYLOAD_HEADER_SIZE
+        and struct.calcsize(PAYLOAD_STACK_ENTRY_STRUCT) == PAYLOAD_STACK_ENTRY_SIZE
+        and struct.calcsize(PAYLOAD_TEXT_STRUCT) == 8
+    )
+
+
+assert _payload_struct_sizes_agree()

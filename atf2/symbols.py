@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from .errors import AtfV2Error
+from .payload import code_params as _code_params  # issue 5: parameter names
 
 _MAX_INDEX = 0xFFFFFFFF
 
@@ -27,6 +28,7 @@ class Symbol:
     qualname: str
     file: str
     line: int
+    params: tuple = ()  # parameter names (issue 5: names of a CALL detail payload's values)
 
 
 class SymbolTable:
@@ -40,7 +42,7 @@ class SymbolTable:
         self._by_key: dict[tuple, int] = {}
         self._by_id: dict[int, Symbol] = {}
 
-    def register(self, name: str, qualname: "str | None" = None, module: str = "__main__", file: str = "", line: int = 0) -> int:
+    def register(self, name: str, qualname: "str | None" = None, module: str = "__main__", file: str = "", line: int = 0, params: "tuple | None" = None) -> int:
         """The id of this function, registering it (and its module) on first sight."""
         if not isinstance(name, str) or not name:
             raise AtfV2Error(f"symbol name must be a non-empty string, not {name!r}")
@@ -68,7 +70,7 @@ class SymbolTable:
                 raise AtfV2Error(f"too many symbols in module {module!r} for 32-bit indexes")
             self._module_counts[module_id] = index + 1
             fid = (module_id << 32) | index
-            self._by_id[fid] = Symbol(fid, module_id, name, qualname, file, int(line))
+            self._by_id[fid] = Symbol(fid, module_id, name, qualname, file, int(line), tuple(params or ()))
             self._by_key[key] = fid
             return fid
 
@@ -80,6 +82,7 @@ class SymbolTable:
             module if module is not None else _module_of_file(code.co_filename),
             code.co_filename,
             code.co_firstlineno,
+            _code_params(code),
         )
 
     def lookup(self, function_id: int) -> "Symbol | None":
@@ -105,6 +108,7 @@ class SymbolTable:
                     "qualname": s.qualname,
                     "file": s.file,
                     "line": s.line,
+                    "params": list(s.params),
                 }
                 for s in self._by_id.values()
             ]

@@ -1,0 +1,308 @@
+"""The Python detail payload: round trip of every value kind, hostile objects, bad bytes."""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections import deque
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from atf2.errors import AtfV2Error, CorruptFileError
+from atf2.layout import (
+    DETAIL_PAYLOAD_VERSION,
+    EVENT_CALL,
+    EVENT_EXCEPTION,
+    EVENT_RETURN,
+    PAYLOAD_HEADER_SIZE,
+)
+from atf2.payload import (
+    UNBOUND,
+    ObjectRepr,
+    PayloadEncoder,
+    PayloadOptions,
+    TruncatedBytes,
+    TruncatedStr,
+    code_params,
+    decode,
+    type_name,
+)
+from atf2.symbols import SymbolTable
+
+V = DETAIL_PAYLOAD_VERSION
+
+
+def roundtrip(value, **options):
+    enc = PayloadEncoder(PayloadOptions(**options))
+    return decode(enc.return_(7, value), V).return_value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, False, 0, 1, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**200, -(2**200),
+     0.0, -0.0, 1.5, float("inf"), float("-inf"), "", "abc", "héllo ✓ 𝄞", "\udc80", b"", b"\x00\xff"],
+)
+def test_inline_values_round_trip_exactly(value):
+    got = roundtrip(value)
+    assert type(got) is type(value)
+    assert got == value
+    if isinstance(value, float):
+        assert math.copysign(1, got) == math.copysign(1, value)
+
+
+def test_nan_round_trips():
+    assert math.isnan(roundtrip(float("nan")))
+
+
+@given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40), st.binary(max_size=40)))
+@settings(max_examples=200, deadline=None)
+def test_round_trip_property(value):
+    got = roundtrip(value, text_cap=64, bigint_cap=64)
+    assert type(got) is type(value) and got == value
+
+
+def test_huge_str_keeps_first_bytes_and_original_length():
+    s = "é" * 1_000_000  # 2 bytes per character: the cut must land on a boundary
+    got = roundtrip(s, text_cap=101)
+    assert isinstance(got, TruncatedStr)
+    assert got == "é" * 50 and got.original_length == 1_000_000
+
+
+def test_huge_bytes_keeps_first_bytes_and_original_length():
+    got = roundtrip(b"ab" * 500_000, text_cap=10)
+    assert isinstance(got, TruncatedBytes)
+    assert got == b"ababababab" and got.original_length == 1_000_000
+
+
+def test_int_too_large_is_recorded_by_size_without_str():
+    got = roundtrip(1 << 100_000)  # str() of it would be refused past 4300 digits
+    assert isinstance(got, ObjectRepr) and got.status == "repr_skipped"
+    assert got.type_name == "int" and "100001 bits" in got.text
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+    def __repr__(self):
+        return f"Point({self.x})"
+
+
+class RaisingRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr for you")
+
+
+class RaisingReprAndStr(Exception):
+    def __str__(self):
+        raise ValueError("nope")
+
+
+class RaisingReprRaisingError:
+    def __repr__(self):
+        raise RaisingReprAndStr()
+
+
+class HugeRepr:
+    def __repr__(self):
+        return "H" * 5_000_000
+
+
+class SlowRepr:
+    calls = 0
+
+    def __repr__(self):
+        SlowRepr.calls += 1
+        time.sleep(0.02)
+        return "slow"
+
+
+class StrSubclassRepr:
+    class S(str):
+        def __len__(self):
+            raise RuntimeError("hostile len")
+
+    def __repr__(self):
+        return self.S("sneaky")
+
+
+def test_object_is_type_name_and_repr():
+    got = roundtrip(Point(3))
+    assert got == ObjectRepr(f"{__name__}.Point", "Point(3)", 8, "repr")
+    assert not got.truncated
+
+
+def test_raising_repr_is_a_failure_marker():
+    got = roundtrip(RaisingRepr())
+    assert got.status == "repr_failed"
+    assert got.type_name.endswith("RaisingRepr")
+    assert got.text == "RuntimeError: no repr for you"
+
+
+def test_repr_raising_an_exception_whose_str_raises():
+    got = roundtrip(RaisingReprRaisingError())
+    assert got.status == "repr_failed"
+    assert got.text.startswith(f"{__name__}.RaisingReprAndStr: <str() raised ValueError")
+
+
+def test_huge_repr_is_bounded():
+    got = roundtrip(HugeRepr(), repr_cap=40)
+    assert got.status == "repr" and got.text == "H" * 40
+    assert got.truncated and got.original_length == 5_000_000
+
+
+def test_slow_repr_type_is_skipped_after_its_first_slow_call():
+    enc = PayloadEncoder(PayloadOptions(slow_repr_ns=1_000_000))
+    SlowRepr.calls = 0
+    first = decode(enc.return_(1, SlowRepr()), V).return_value
+    assert first.status == "repr" and first.text == "slow"
+    for _ in range(5):
+        later = decode(enc.return_(1, SlowRepr()), V).return_value
+        assert later.status == "repr_skipped" and later.text == "slow repr"
+    assert SlowRepr.calls == 1
+    assert SlowRepr in enc.slow_types
+
+
+def test_repr_returning_a_hostile_str_subclass():
+    got = roundtrip(StrSubclassRepr())
+    assert got.status == "repr" and got.text == "sneaky"
+
+
+def test_recursive_containers_are_bounded():
+    lst = [1, 2]
+    lst.append(lst)
+    d = {"k": None}
+    d["k"] = d
+    for value in (lst, d, deque([lst]), (lst, d)):
+        got = roundtrip(value)
+        assert got.status == "repr" and "..." in got.text and len(got.text) < 300
+
+
+def test_big_container_repr_is_bounded_quickly():
+    got = roundtrip(list(range(1_000_000)))
+    assert got.type_name == "list" and got.text.endswith("...]") and len(got.text) < 100
+
+
+def test_container_with_raising_element_repr_does_not_fail():
+    got = roundtrip([RaisingRepr()])
+    assert got.status == "repr" and "RaisingRepr" in got.text
+
+
+def test_subclasses_of_inline_types_go_through_repr():
+    class MyInt(int):
+        def __repr__(self):
+            return "MyInt!"
+
+    got = roundtrip(MyInt(5))
+    assert isinstance(got, ObjectRepr) and got.text == "MyInt!"
+
+
+def test_type_name_of_hostile_class():
+    class Meta(type):
+        def __getattribute__(cls, name):
+            raise RuntimeError("hostile")
+
+    class Weird(metaclass=Meta):
+        __module__ = 42  # not a str
+
+    assert type_name(Weird()) == "test_type_name_of_hostile_class.<locals>.Weird"
+
+
+def test_call_payload_args_with_names_from_symbols():
+    def f(a, b, *rest, key=None, **kw):
+        pass
+
+    table = SymbolTable()
+    fid = table.register_code(f.__code__)
+    enc = PayloadEncoder()
+    p = enc.call(fid, [1, "two", (3,), UNBOUND, {}], arg_count=5, stack=[11, 12])
+    d = decode(p, V, table)
+    assert d.kind == EVENT_CALL and d.function_id == fid
+    assert code_params(f.__code__) == ("a", "b", "key", "rest", "kw")
+    assert [name for name, _ in d.args] == ["a", "b", "key", "rest", "kw"]
+    assert d.args[0][1] == 1 and d.args[1][1] == "two" and d.args[3][1] is UNBOUND
+    assert d.stack == [11, 12] and not d.stack_truncated and not d.args_truncated
+    # the manifest shape carries the same names
+    _, symbols = table.to_manifest()
+    d2 = decode(p, V, {s["function_id"]: s for s in symbols})
+    assert d2.args == d.args
+    # without symbols: no names
+    assert [name for name, _ in decode(p, V).args] == [None] * 5
+
+
+def test_call_payload_keeps_first_max_args_and_k_callers():
+    enc = PayloadEncoder(PayloadOptions(max_args=8, stack_depth=3))
+    d = decode(enc.call(1, list(range(12)), stack=list(range(100, 110))), V)
+    assert [v for _, v in d.args] == list(range(8))
+    assert d.arg_count == 12 and d.args_truncated
+    assert d.stack == [100, 101, 102] and d.stack_truncated
+
+
+def test_exception_payload():
+    enc = PayloadEncoder(PayloadOptions(repr_cap=20))
+    try:
+        raise KeyError("missing-" + "x" * 100)
+    except KeyError as exc:
+        d = decode(enc.exception(9, type(exc), exc, stack=[1]), V)
+    assert d.kind == EVENT_EXCEPTION and d.args == [] and d.return_value is None
+    tname, message = d.exception
+    assert tname == "KeyError"
+    assert isinstance(message, TruncatedStr) and message.startswith("'missing-")
+    d = decode(enc.exception(9, RaisingReprAndStr, RaisingReprAndStr()), V)
+    assert d.exception[0].endswith("RaisingReprAndStr") and d.exception[1].startswith("<str() raised")
+    d = decode(enc.exception(9, ValueError, "unnormalized"), V)
+    assert d.exception == ("ValueError", "unnormalized")
+
+
+def test_return_payload():
+    d = decode(PayloadEncoder().return_(4, 42, stack=[5]), V)
+    assert d.kind == EVENT_RETURN and d.return_value == 42 and d.stack == [5] and d.exception is None
+
+
+def test_decode_rejects_opaque_and_unknown_versions():
+    p = PayloadEncoder().return_(1, 1)
+    with pytest.raises(AtfV2Error, match="opaque"):
+        decode(p, 0)
+    with pytest.raises(AtfV2Error, match="version 99"):
+        decode(p, 99)
+
+
+def test_decode_reports_truncation_and_garbage_with_offsets():
+    p = PayloadEncoder().call(1, ["hello", 2.0])
+    for cut in range(len(p)):
+        with pytest.raises(CorruptFileError):
+            decode(p[:cut], V)
+    with pytest.raises(CorruptFileError, match="after the last value"):
+        decode(p + b"\x00", V)
+    bad_tag = bytearray(PayloadEncoder().return_(1, None))
+    bad_tag[PAYLOAD_HEADER_SIZE] = 200
+    with pytest.raises(CorruptFileError, match=f"unknown value tag 200 at payload offset {PAYLOAD_HEADER_SIZE}") as err:
+        decode(bytes(bad_tag), V)
+    assert err.value.offset == PAYLOAD_HEADER_SIZE
+    bad_kind = bytearray(p)
+    bad_kind[8] = 9
+    with pytest.raises(CorruptFileError, match="event kind 9"):
+        decode(bytes(bad_kind), V)
+    # a length field pointing past the end
+    bad_len = bytearray(PayloadEncoder().return_(1, "abc"))
+    struct.pack_into("<I", bad_len, PAYLOAD_HEADER_SIZE + 1 + 4, 1_000_000)
+    with pytest.raises(CorruptFileError, match="truncated"):
+        decode(bytes(bad_len), V)
+
+
+def test_decode_accepts_numpy_and_memoryview_payloads():
+    import numpy as np
+
+    p = PayloadEncoder().return_(3, "x")
+    assert decode(np.frombuffer(p, dtype=np.uint8), V).return_value == "x"
+    assert decode(memoryview(p), V).return_value == "x"
+
+
+def test_options_are_validated():
+    with pytest.raises(AtfV2Error, match="max_args"):
+        PayloadOptions(max_args=300)
+    with pytest.raises(AtfV2Error, match="stack_depth"):
+        PayloadOptions(stack_depth=-1)
