@@ -172,6 +172,9 @@ def index_ring_advance(ctrl) -> None:
     count = ctrl[CTRL_INDEX_RING_COUNT]
     total = cap * count
     c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+    # Backlog as the producer sees it before any reclaim: this is what the
+    # watermarks and the high-water mark describe.
+    waiting = w - c
     while w + cap - c > total:
         oldest_end = (c // cap + _ONE) * cap
         if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, oldest_end) == c:
@@ -184,7 +187,6 @@ def index_ring_advance(ctrl) -> None:
     ctrl[CTRL_INDEX_ACTIVE_RING] = ring
     if w > _ZERO:
         ctrl[CTRL_INDEX_RINGS_SUBMITTED] += _ONE
-    waiting = w - c
     if waiting > ctrl[CTRL_INDEX_HIGH_WATER]:
         ctrl[CTRL_INDEX_HIGH_WATER] = waiting
     # Watermarks with hysteresis: the producer raises the state, the drain
