@@ -564,6 +564,21 @@ def code_params(code: Any) -> tuple:
     return tuple(code.co_varnames[:n])
 
 
+class ManifestSymbols:
+    """``lookup(function_id)`` over a manifest's ``symbols`` list, indexed on first use."""
+
+    def __init__(self, manifest: Mapping):
+        self._manifest = manifest
+        self._table: Optional[dict] = None
+
+    def lookup(self, function_id: int) -> Optional[Mapping]:
+        if self._table is None:
+            self._table = {
+                s["function_id"]: s for s in self._manifest.get("symbols", ()) if isinstance(s, Mapping) and "function_id" in s
+            }
+        return self._table.get(int(function_id))
+
+
 _default_encoder: Optional[PayloadEncoder] = None
 
 
@@ -578,6 +593,7 @@ def default_encoder() -> PayloadEncoder:
 __all__ = [
     "DETAIL_PAYLOAD_VERSION",
     "DecodedPayload",
+    "ManifestSymbols",
     "ObjectRepr",
     "PayloadEncoder",
     "PayloadOptions",

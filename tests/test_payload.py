@@ -30,6 +30,7 @@ from atf2.payload import (
     decode,
     type_name,
 )
+from atf2.reader import DetailEvent
 from atf2.symbols import SymbolTable
 
 V = DETAIL_PAYLOAD_VERSION
@@ -60,8 +61,16 @@ def test_nan_round_trips():
 @given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40), st.binary(max_size=40)))
 @settings(max_examples=200, deadline=None)
 def test_round_trip_property(value):
-    got = roundtrip(value, text_cap=64, bigint_cap=64)
-    assert type(got) is type(value) and got == value
+    cap = 24
+    got = roundtrip(value, text_cap=cap, bigint_cap=64)
+    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value) if isinstance(value, bytes) else 0
+    if size <= cap:
+        assert type(got) is type(value) and got == value
+    else:  # kept: a prefix of at most cap bytes, cut on a character boundary
+        assert isinstance(got, (TruncatedStr, TruncatedBytes)) and got.original_length == len(value)
+        assert value.startswith(got) and len(got) < len(value)
+        kept = got.encode("utf-8", "surrogatepass") if isinstance(got, str) else got
+        assert cap - 3 <= len(kept) <= cap
 
 
 def test_huge_str_keeps_first_bytes_and_original_length():
@@ -306,3 +315,39 @@ def test_options_are_validated():
         PayloadOptions(max_args=300)
     with pytest.raises(AtfV2Error, match="stack_depth"):
         PayloadOptions(stack_depth=-1)
+
+
+def test_detail_event_decodes_with_session_symbol_names(tmp_path):
+    import numpy as np
+
+    from atf2.layout import INDEX_EVENT_DTYPE, NO_DETAIL
+    from atf2.manifest import write_manifest
+    from atf2.reader import SessionReader
+    from atf2.writer import DetailBatch, ThreadWriter
+
+    def target(alpha, beta=2):
+        return alpha
+
+    table = SymbolTable()
+    fid = table.register_code(target.__code__)
+    enc = PayloadEncoder()
+    events = np.zeros(3, dtype=INDEX_EVENT_DTYPE)
+    events["timestamp_ns"] = [10, 20, 30]
+    events["function_id"] = fid
+    events["event_kind"] = [EVENT_CALL, EVENT_RETURN, EVENT_CALL]
+    events["detail_seq"] = NO_DETAIL
+    payloads = [enc.call(fid, ["a", 2], stack=[99]), enc.return_(fid, "a"), b"opaque bytes"]
+    with ThreadWriter(tmp_path, 0) as w:
+        w.write_events(events, DetailBatch.from_payloads(payloads, flags=[V, V, 0]))
+        w.finalize()
+    modules, symbols = table.to_manifest()
+    write_manifest(tmp_path, {"format_version": "2.1", "status": "complete", "threads": [{"id": 0, "has_detail": True}],
+                              "modules": modules, "symbols": symbols, "detail_payload_version": V})
+    with SessionReader(tmp_path) as s:
+        detail = s.thread(0).detail
+        call, ret, opaque = detail[0], detail[1], detail[2]
+        assert call.args == [("alpha", "a"), ("beta", 2)] and call.stack == [99]
+        assert ret.return_value == "a" and ret.exception is None and ret.args == []
+        assert opaque.args is None and opaque.decoded() is None
+        # the same event without session symbols: values, no names
+        assert DetailEvent(*call).args == [(None, "a"), (None, 2)]

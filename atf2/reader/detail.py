@@ -52,6 +52,50 @@ class DetailEvent(NamedTuple):
     timestamp: int
     payload: bytes
 
+    # -- Python payload (issue 5: atf2.payload, every byte in atf2/PAYLOAD.md) --
+
+    def decoded(self, symbols: Any = None) -> Any:
+        """The decoded Python payload (``atf2.payload.DecodedPayload``), None if opaque (flags 0).
+
+        ``symbols`` (a SymbolTable or {function_id: manifest symbol}) names the
+        arguments; by default the session's, when read through a SessionReader.
+        """
+        if self.flags == 0:
+            return None
+        from ..payload import decode
+
+        return decode(self.payload, self.flags, symbols if symbols is not None else getattr(self, "symbols", None))
+
+    @property
+    def args(self) -> Optional[list]:
+        """CALL: [(parameter name or None, value)] of the first arguments."""
+        d = self.decoded()
+        return None if d is None else d.args
+
+    @property
+    def return_value(self) -> Any:
+        d = self.decoded()
+        return None if d is None else d.return_value
+
+    @property
+    def exception(self) -> Optional[tuple]:
+        """EXCEPTION: (type name, message)."""
+        d = self.decoded()
+        return None if d is None else d.exception
+
+    @property
+    def stack(self) -> Optional[list]:
+        """Function ids of the callers, innermost first."""
+        d = self.decoded()
+        return None if d is None else d.stack
+
+
+class _DetailEventWithSymbols(DetailEvent):
+    """A DetailEvent carrying its session's symbols (``.symbols``) for argument names (issue 5)."""
+
+
+_DetailEventWithSymbols.__name__ = "DetailEvent"  # same repr as the plain event
+
 
 assert DetailEvent._fields[:-1] == DETAIL_EVENT_HEADER_DTYPE.names
 
@@ -80,6 +124,9 @@ class DetailReader:
     A file whose footer is missing (recorder killed) is read up to its last
     complete event and ``recovered`` is True.
     """
+
+    #: issue 5: symbols (SymbolTable or {function_id: symbol}) that events read here use for argument names
+    symbols: Any = None
 
     def __init__(self, path: "str | os.PathLike[str]"):
         self._file = MappedFile(path, DETAIL_HEADER_SIZE, "detail file")
@@ -193,7 +240,11 @@ class DetailReader:
         self._check_open()
         off = int(self._offsets[i])
         fields = self._unpack(self._file.map, off)
-        return DetailEvent(*fields, self._file.map[off + DETAIL_EVENT_HEADER_SIZE : off + fields[0]])
+        event = DetailEvent(*fields, self._file.map[off + DETAIL_EVENT_HEADER_SIZE : off + fields[0]])
+        if self.symbols is not None:  # issue 5: names for event.args
+            event = _DetailEventWithSymbols(*event)
+            event.symbols = self.symbols
+        return event
 
     __getitem__ = get
 

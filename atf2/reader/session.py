@@ -12,6 +12,7 @@ from ..errors import ManifestError
 from ..kernels.merge import merge_chunk
 from ..layout import INDEX_EVENT_DTYPE
 from ..manifest import STATUS_COMPLETE, read_manifest, thread_dir
+from ..payload import ManifestSymbols
 from .index import IndexEvent
 from .thread import ThreadReader
 
@@ -51,6 +52,7 @@ class SessionReader:
         self.manifest = read_manifest(self.session_dir)
         entries = sorted(self.manifest["threads"], key=lambda t: t["id"])
         self.threads: list = []
+        detail_symbols = ManifestSymbols(self.manifest)  # issue 5: lazy, shared by the threads
         try:
             for entry in entries:
                 tdir = thread_dir(self.session_dir, entry["id"])
@@ -58,6 +60,8 @@ class SessionReader:
                     raise ManifestError(f"thread {entry['id']} is listed, but its directory {tdir} is absent", self.manifest_path)
                 reader = ThreadReader(tdir, entry["id"])
                 self.threads.append(reader)
+                if reader.detail is not None:  # issue 5: argument names of detail payloads
+                    reader.detail.symbols = detail_symbols
                 if entry.get("has_detail") is True and reader.detail is None and self.status == STATUS_COMPLETE:
                     raise ManifestError(f"thread {entry['id']} has_detail, but {tdir} holds no detail.atf", self.manifest_path)
         except BaseException:
