@@ -40,5 +40,9 @@ from .stats import SessionStats
 from .symbols import SymbolTable
 # --- tracer (atf2.tracer) ---
 # --- analysis (atf2.analysis) ---
+from .analysis import INTERVAL_DTYPE, Summary, intervals, summary
+from .export import export_chrome
+from .recover import recover_session
+from .verify import verify_session
 
 __version__ = "0.1.0"
