@@ -288,16 +288,16 @@ class DetailReader:
             crc, recorded = "no footer", None
         else:
             recorded = int(self._footer["checksum"])
-            if recorded == 0:
+            if recorded == computed:
+                crc = "ok"
+            elif recorded == 0:
                 crc = "not recorded"
-            elif recorded != computed:
+            else:
                 raise CorruptFileError(
                     f"CRC-32 mismatch: footer says {recorded:#010x}, events hash to {computed:#010x}",
                     self.path,
                     self._file.size - DETAIL_FOOTER_SIZE + DETAIL_FOOTER_DTYPE.fields["checksum"][1],
                 )
-            else:
-                crc = "ok"
         err, pos = check_detail(self._file.bytes, self._offsets, self.thread_id, index_count)
         if err:
             e = self.get(pos) if err != CHECK_BOUNDS else None

@@ -244,16 +244,16 @@ class IndexReader:
             crc, recorded = "no footer", None
         else:
             recorded = int(self._footer["checksum"])
-            if recorded == 0:
+            if recorded == computed:
+                crc = "ok"
+            elif recorded == 0:
                 crc = "not recorded"
-            elif recorded != computed:
+            else:
                 raise CorruptFileError(
                     f"CRC-32 mismatch: footer says {recorded:#010x}, events hash to {computed:#010x}",
                     self.path,
                     self._file.size - INDEX_FOOTER_SIZE + INDEX_FOOTER_DTYPE.fields["checksum"][1],
                 )
-            else:
-                crc = "ok"
         err, pos = check_index(self._events, self.thread_id, detail_count)
         if err:
             off = INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * pos
