@@ -351,3 +351,21 @@ def test_detail_event_decodes_with_session_symbol_names(tmp_path):
         assert opaque.args is None and opaque.decoded() is None
         # the same event without session symbols: values, no names
         assert DetailEvent(*call).args == [(None, "a"), (None, 2)]
+
+
+def test_examples_of_the_spec_page_are_byte_exact():
+    """The three examples of atf2/PAYLOAD.md."""
+    e = PayloadEncoder()
+    fid, caller = 0x0000000100000003, 0x0000000100000001
+    assert e.call(fid, [7, "hi"], stack=[caller]).hex(" ") == (
+        "03 00 00 00 01 00 00 00 01 02 01 00 02 00 00 00 01 00 00 00 01 00 00 00 "
+        "03 07 00 00 00 00 00 00 00 05 02 00 00 00 02 00 00 00 68 69"
+    )
+    assert e.return_(fid, [1, 2], stack=[caller]).hex(" ") == (
+        "03 00 00 00 01 00 00 00 02 01 01 00 00 00 00 00 01 00 00 00 01 00 00 00 "
+        "08 04 00 6c 69 73 74 06 00 00 00 06 00 00 00 5b 31 2c 20 32 5d"
+    )
+    assert e.exception(fid, ValueError, ValueError("bad")).hex(" ") == (
+        "03 00 00 00 01 00 00 00 03 01 00 00 00 00 00 00 "
+        "0b 0a 00 56 61 6c 75 65 45 72 72 6f 72 03 00 00 00 03 00 00 00 62 61 64"
+    )
