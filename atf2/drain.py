@@ -47,6 +47,7 @@ from .layout import (
     CTRL_INDEX_DROPS,
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_READ_POS,
+    CTRL_INDEX_WM_LOW,
     CTRL_INDEX_WM_STATE,
     CTRL_INDEX_WRITE_POS,
     CTRL_INDEX_WRITTEN,
@@ -143,8 +144,12 @@ class Drain:
             if ch.exited.is_set() or final:
                 self._close(ch)
                 continue
-            self._drain(ch)
-            if int(ch.ctrl[CTRL_INDEX_WM_STATE]) == WM_HIGH:
+            moved = self._drain(ch)
+            # Run again at once when a lane is over its high watermark, or
+            # when one interval's worth of events already filled a quarter of
+            # the pool (the low mark): sleeping a whole interval then risks
+            # exhausting the pool before the next cycle.
+            if int(ch.ctrl[CTRL_INDEX_WM_STATE]) == WM_HIGH or moved >= int(ch.ctrl[CTRL_INDEX_WM_LOW]):
                 pressure = True
         if len(channels) != self._known or any(ch.state == CHANNEL_CLOSED and not ch.reported for ch in channels):
             self._known = len(channels)
