@@ -167,7 +167,7 @@ def test_export_event_array_and_progress(tmp_path, capsys):
 
 def test_export_reference_session(tmp_path):
     out = tmp_path / "s2.json"
-    result = export_chrome("/work/shared/fixtures/reference-c-writer/s2", out)
+    result = export_chrome(os.path.join(os.path.dirname(__file__), "data", "reference-c-writer", "s2"), out)
     assert result["events"] == 40_000
     doc = load(out)
     check_trace_event_format(doc)

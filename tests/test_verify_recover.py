@@ -14,7 +14,7 @@ from atf2.recover import recover_session
 from atf2.verify import verify_session
 from atf2.writer import ThreadWriter
 
-FIXTURES = "/work/shared/fixtures/reference-c-writer"
+FIXTURES = os.path.join(os.path.dirname(__file__), "data", "reference-c-writer")
 
 
 def make_events(n, t0=1000, thread=0):
