@@ -178,7 +178,9 @@ def test_stats_during_session(tmp_path):
         assert t.index_file_bytes >= 64 + 32 * 10  # flushed while recording
         d = st.as_dict()
         assert d["events_written"] == 10 and d["threads"][0]["index"]["drops"]["pool_exhausted"] == 0
-        m = manifest(s.session_dir)  # rewritten when the thread registered
+        # rewritten by the drain (at the end of the cycle) when the thread registered
+        wait_until(lambda: manifest(s.session_dir)["threads"])
+        m = manifest(s.session_dir)
         assert m["status"] == "recording" and [t["id"] for t in m["threads"]] == [0]
 
 
