@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from typing import Any
 
@@ -54,12 +55,18 @@ class MappedFile:
         except OSError as exc:
             raise CorruptFileError(f"cannot open {what}: {exc.strerror or exc}", self.path) from None
         try:
-            self.size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptFileError(f"{what} is not a regular file", self.path)
+            self.size = st.st_size
             if self.size < min_size:
                 raise CorruptFileError(
                     f"truncated header: the file has {self.size} bytes, a {what} header needs {min_size}", self.path, self.size
                 )
-            self.map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            try:
+                self.map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise CorruptFileError(f"cannot map {what}: {exc}", self.path) from None
         finally:
             os.close(fd)
         self.bytes = np.frombuffer(self.map, dtype=np.uint8)
