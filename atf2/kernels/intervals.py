@@ -85,7 +85,7 @@ def new_idmap(capacity: int = 1024):
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _probe(keys, slots, key):
     mask = np.uint64(keys.shape[0] - 1)
     h = (key * _HASH_MUL) >> np.uint64(20)
@@ -146,7 +146,7 @@ def _grow_1d(a, need):
     return b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _pop(st, stack, active, t_end, flags, ret_index, thread, out, dense_out, n_out):
     """Close the innermost open call at ``t_end``; write it at ``out[n_out]``."""
     top = st[ST_NSTACK] - 1
@@ -192,7 +192,11 @@ def pair_chunk(events, base, thread, st, stack, active, keys, slots, dense_fids,
         kind = events[i].event_kind
         f = events[i].function_id
         if kind == EVENT_CALL:
-            d, keys, slots, dense_fids = dense_id(keys, slots, dense_fids, count, f)
+            # known function: one probe, no call (the slow path may grow the table)
+            p = _probe(keys, slots, f)
+            d = slots[p]
+            if d == _EMPTY:
+                d, keys, slots, dense_fids = dense_id(keys, slots, dense_fids, count, f)
             if d >= active.shape[0]:
                 active = _grow_1d(active, d + 1)
             top = st[ST_NSTACK]
