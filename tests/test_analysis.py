@@ -219,3 +219,24 @@ def test_matches_reference_and_chunking_is_invisible(rows, chunk):
     assert s1.functions.tobytes() == s2.functions.tobytes()
     if rows:
         assert s1.functions["excl_total_ns"].sum() == s1.threads["busy_ns"].sum()
+
+
+def test_session_reader_delegations(tmp_path):
+    from atf2.manifest import write_manifest
+    from atf2.writer import ThreadWriter
+
+    rows = {0: NESTED, 1: [(3, C, 1, 0), (13, C, 2, 1), (14, R, 2, 1), (20, R, 1, 0)]}
+    entries = []
+    for tid, r in rows.items():
+        with ThreadWriter(tmp_path, tid) as w:
+            w.write_events(events(r, thread=tid))
+            w.finalize()
+        entries.append({"id": tid})
+    write_manifest(tmp_path, {"format_version": "2.1", "status": "complete", "threads": entries})
+    both = np.concatenate([events(r, thread=t) for t, r in rows.items()])
+    with atf2.SessionReader(tmp_path) as reader:
+        assert as_dicts(reader.intervals()) == as_dicts(intervals(both))
+        s, ref = reader.summary(sort="calls"), summary(both, sort="calls")
+        for name in ("functions", "per_thread", "threads"):
+            assert getattr(s, name).tobytes() == getattr(ref, name).tobytes()
+        assert as_dicts(intervals(reader.merged())) == as_dicts(intervals(both))

@@ -145,3 +145,16 @@ def test_real_process_exit_status_and_no_traceback(session):
         proc = subprocess.run([sys.executable, "-c", code, command, session], capture_output=True, text=True, timeout=300)
         assert proc.returncode == want, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_info_reports_drops_per_lane(capsys, session):
+    with open(os.path.join(session, "manifest.json")) as f:
+        m = json.load(f)
+    m["threads"][1]["dropped"] = {"ring_full": 5}
+    m["threads"][1]["detail_dropped"] = {"disk": 2}
+    with open(os.path.join(session, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    status, out, _ = run(capsys, "info", session)
+    assert "index lane: ring_full: 5" in out and "detail lane: disk: 2" in out
+    status, out, _ = run(capsys, "info", session, "--json")
+    assert json.loads(out)["dropped"] == {"index": {"ring_full": 5}, "detail": {"disk": 2}}

@@ -276,3 +276,28 @@ def test_recover_rebuilds_unreadable_manifest(tmp_path):
     assert m["status"] == "recovered" and [t["id"] for t in m["threads"]] == [0, 1]
     assert open(os.path.join(root, "manifest.json.partial")).read() == "{broken"
     assert verify_session(root) == []
+
+
+def test_recover_abandoned_writer_and_read_back(tmp_path):
+    """The writer as a kill leaves it: every batch ended with a footer, but the
+    header is still the placeholder and the manifest says "recording"."""
+    root, writers = make_session(tmp_path / "s", status="recording", finalize=False)
+    for w in writers:
+        os.close(w._index_fd)
+        if w._detail_fd is not None:
+            os.close(w._detail_fd)
+        w._closed = True
+    problems = verify_session(root)
+    assert any("header event_count 0, footer says 40" in p.message for p in problems), messages(problems)
+    before = open(_index(root), "rb").read()
+    recover_session(root)
+    assert verify_session(root) == []
+    after = open(_index(root), "rb").read()
+    assert after[64:] == before[64:] and len(after) == len(before)  # only the header changed
+    assert not os.path.exists(_index(root) + ".partial")
+    with atf2.SessionReader(root) as reader:
+        assert reader.status == "recovered" and reader.event_count() == 70
+        assert not any(t.recovered for t in reader.threads)
+        s = reader.summary()
+        assert s.threads["calls"].tolist() == [20, 15]
+        assert len(reader.intervals()) == 35

@@ -25,14 +25,16 @@ def _size(path: str) -> int:
 def collect(reader) -> dict:
     entries = {int(t["id"]): t for t in reader.manifest["threads"]}
     threads = []
-    drops: dict = {}
+    drops: dict = {"index": {}, "detail": {}}
     for tr in reader.threads:
         entry = entries.get(tr.thread_id, {})
         tdir = tr.thread_dir
         t0, t1 = tr.time_range() if len(tr.index) else (None, None)
-        dropped = dict(entry.get("dropped") or {})
-        for reason, count in dropped.items():
-            drops[reason] = drops.get(reason, 0) + count
+        dropped = {"index": dict(entry.get("dropped") or {}), "detail": dict(entry.get("detail_dropped") or {})}
+        for lane, counts in dropped.items():
+            for reason, count in counts.items():
+                if isinstance(count, int):
+                    drops[lane][reason] = drops[lane].get(reason, 0) + count
         threads.append({
             "id": tr.thread_id,
             "name": entry.get("name"),
@@ -46,9 +48,6 @@ def collect(reader) -> dict:
             "index_bytes": _size(os.path.join(tdir, INDEX_FILE_NAME)),
             "detail_bytes": _size(os.path.join(tdir, DETAIL_FILE_NAME)) if tr.detail is not None else 0,
         })
-    for reason, count in (reader.manifest.get("dropped") or {}).items():
-        if isinstance(count, int):
-            drops.setdefault(reason, count)
     t0, t1 = reader.time_range()
     return {
         "session": reader.session_dir,
@@ -79,8 +78,9 @@ def run(args) -> int:
     print(f"time      {info['time_start_ns']} .. {info['time_end_ns']} ns  ({fmt_ns(info['duration_ns'])})")
     print(f"events    {info['index_events']:,} index, {info['detail_events']:,} detail, {len(info['threads'])} threads, "
           f"{info['symbols']} symbols, {fmt_bytes(info['files_bytes'])} on disk")
-    drops = ", ".join(f"{k}: {v:,}" for k, v in sorted(info["dropped"].items()) if v) or "none"
-    print(f"dropped   {drops}")
+    for lane in ("index", "detail"):
+        drops = ", ".join(f"{k}: {v:,}" for k, v in sorted(info["dropped"][lane].items()) if v) or "none"
+        print(f"dropped   {lane} lane: {drops}")
     print()
     print(f"{'thread':>6} {'name':<20} {'os tid':>8} {'index':>12} {'detail':>10} {'duration':>10} {'index.atf':>10} {'detail.atf':>10}  notes")
     for t in info["threads"]:
@@ -88,7 +88,8 @@ def run(args) -> int:
         notes = []
         if t["recovered"]:
             notes.append("recovered (no footer)")
-        notes += [f"dropped {k}: {v:,}" for k, v in sorted(t["dropped"].items()) if v]
+        for lane in ("index", "detail"):
+            notes += [f"{lane} dropped {k}: {v:,}" for k, v in sorted(t["dropped"][lane].items()) if isinstance(v, int) and v]
         name = (t["name"] or "")[:20]
         os_tid = "" if t["os_thread_id"] is None else t["os_thread_id"]
         print(f"{t['id']:>6} {name:<20} {os_tid:>8} {t['index_events']:>12,} {t['detail_events']:>10,} {span:>10} "
