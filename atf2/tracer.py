@@ -78,7 +78,15 @@ _EVENT_CODES = {
     "c_exception": PY_TRACE_C_EXCEPTION,
 }
 
+
+
+def _hook_caller(address: int):
+    """A hook at ``address`` callable from Python (issue 5: the detail variant)."""
+    return ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.py_object, ctypes.c_int, ctypes.py_object)(address)
+
+
 _INITIAL_CAPACITY = 4096
+_MISSING = int(MISSING)
 _lock = threading.Lock()
 _active: "Tracer | None" = None
 
@@ -116,28 +124,38 @@ class Tracer:
         self._adopter = self._adopt
         self._prev_profile = None
         self._prev_threading_profile = None
+        # issue 5: sessions capturing Python details install the detail variant of the hook
+        self.detail = getattr(session, "detail_capture", None)
+        self.hook_address = capture_hook.address if self.detail is None else self.detail.hook_address
 
     # ----------------------------------------------------------- slow paths
     def _register(self, subject) -> int:
-        """First sight of a function (called by the hook): its function id."""
-        with self._lock:
-            if isinstance(subject, types.FrameType):
-                obj = subject.f_code
-                key = id(obj)
-            else:
-                obj = subject
-                key = c_function_key(subject)
-            fid = int(table_lookup(self.table, self.capacity - 1, key))
-            if fid != int(MISSING):
-                return fid
-            if isinstance(subject, types.FrameType):
-                module = subject.f_globals.get("__name__")
-                fid = self.symbols.register_code(obj, module if isinstance(module, str) else None)
-            else:
-                fid = self.symbols.register(*_c_function_names(subject))
-            self._insert(key, fid)
-            self._pinned.append(obj)
+        """First sight of a function (called by the hook): its function id.
+
+        Lock discipline (this runs inside other threads' profile callbacks):
+        foreign locks (the symbol table's) are taken outside ours, and nothing
+        under ours can compile or block, so no thread can wait on us while
+        holding something we need.
+        """
+        if isinstance(subject, types.FrameType):
+            obj = subject.f_code
+            key = id(obj)
+        else:
+            obj = subject
+            key = c_function_key(subject)
+        fid = int(table_lookup(self.table, self.capacity - 1, key))
+        if fid != _MISSING:
             return fid
+        if isinstance(subject, types.FrameType):
+            module = subject.f_globals.get("__name__")
+            fid = self.symbols.register_code(obj, module if isinstance(module, str) else None)
+        else:
+            fid = self.symbols.register(*_c_function_names(subject))
+        with self._lock:
+            if int(table_lookup(self.table, self.capacity - 1, key)) == _MISSING:
+                self._insert(key, fid)
+                self._pinned.append(obj)
+        return fid
 
     def _insert(self, key: int, fid: int) -> None:
         if 2 * (self.count + 1) > self.capacity:
@@ -162,6 +180,8 @@ class Tracer:
         ctrl[SLOT_FALLBACK_ID] = self._fallback_id
         ctrl[CTRL_HOOK_FLAGS] = FLAG_C_CALLS if self.c_calls else 0
         ctrl[CTRL_HOOK_DEPTH] = depth
+        if self.detail is not None:  # issue 5
+            self.detail.prepare(ctrl)
         self._ctrls.append(ctrl)
 
     def _adopt(self, frame) -> int:
@@ -169,15 +189,20 @@ class Tracer:
 
         Returns the address of its control block (CTRL_HOOK_DEPTH = frames
         below ``frame``), or 0 when this thread is not to be traced (then its
-        profile function is removed).
+        profile function is removed). The session's own threads leave here
+        without taking any lock: they may be holding the session's.
         """
+        if not self.active or threading.get_ident() in self.ignored:
+            _set_profile(None, None)
+            return 0
+        channel = self.session.register_current_thread()
+        ctrl = channel.ctrl
+        depth = _frames_below(frame)
         with self._lock:
-            if not self.active or threading.get_ident() in self.ignored:
+            if not self.active:  # stopped meanwhile: stay unhooked
                 _set_profile(None, None)
                 return 0
-            channel = self.session.register_current_thread()
-            ctrl = channel.ctrl
-            self._prepare(ctrl, _frames_below(frame))
+            self._prepare(ctrl, depth)
             _set_profile(capture_hook.address, id(ctrl))
             self.threads_adopted += 1
             return ctrl.ctypes.data
@@ -192,11 +217,12 @@ class Tracer:
             return None
         ctrl = self._ctrls[-1]
         ctrl[CTRL_HOOK_DEPTH] = int(first_event_depth(np.uint64(ctrl[CTRL_HOOK_DEPTH]), what))
-        _call_capture_hook(ctrl, frame, what, arg)
+        (_call_capture_hook if self.detail is None else _hook_caller(self.hook_address))(ctrl, frame, what, arg)
         return None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        _warm_up()  # compile (or load) every kernel now: never under our lock, never in a hook
         self._prev_profile = sys.getprofile()
         self._prev_threading_profile = threading.getprofile() if hasattr(threading, "getprofile") else None
         channel = self.session.register_current_thread()
@@ -213,7 +239,7 @@ class Tracer:
     def _install_current(self, ctrl) -> None:
         # The next event on this thread is the RETURN of this very frame.
         self._prepare(ctrl, _frames_below(sys._getframe()) + 1)
-        _set_profile(capture_hook.address, id(ctrl))
+        _set_profile(self.hook_address, id(ctrl))
 
     def stop(self) -> None:
         _set_profile(None, None)  # this thread first: nothing below is traced
@@ -232,6 +258,22 @@ class Tracer:
     @property
     def functions_seen(self) -> int:
         return self.count
+
+
+def _warm_up() -> None:
+    """Compile or load the kernels the slow paths call, with the argument types they use.
+
+    A thread compiling with Numba holds Numba's global compiler lock; if our
+    registrar needed a compilation while another traced thread held that lock
+    and waited for us, both would wait forever.
+    """
+    table = new_table(2)
+    table_insert(table, 1, 16, 1)
+    table_lookup(table, 1, 16)
+    table_rehash(table, new_table(4), 3)
+    first_event_depth(np.uint64(0), 0)
+    if not _PY312:
+        set_profile_other_threads.compile("(int64, int64)")
 
 
 def _c_function_names(func) -> "tuple[str, str, str, str, int]":
@@ -270,7 +312,7 @@ def start_tracing(session, c_calls: "bool | None" = None, ignore_threads=()) -> 
             raise SessionStateError("Python tracing is already active")
         if c_calls is None:
             c_calls = bool(getattr(session, "options", {}).get("trace_c_calls", False))
-        ignored = set(ignore_threads) | set(getattr(session, "internal_thread_ids", lambda: ())())
+        ignored = set(ignore_threads) | _session_threads(session)
         tracer = Tracer(session, c_calls=c_calls, ignore_threads=ignored)
         _active = tracer
     try:
@@ -291,6 +333,16 @@ def stop_tracing() -> "Tracer | None":
     if tracer is not None:
         tracer.stop()
     return tracer
+
+
+def _session_threads(session) -> set:
+    """Idents of the session's own threads (its drain), which must never be traced."""
+    internal = getattr(session, "internal_thread_ids", None)
+    if callable(internal):
+        return set(internal())
+    drain_thread = getattr(getattr(session, "drain", None), "_thread", None)
+    ident = getattr(drain_thread, "ident", None)
+    return {ident} if ident is not None else set()
 
 
 def tracing_active() -> bool:
