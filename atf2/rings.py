@@ -7,6 +7,14 @@ while the thread is registered, so nopython code may keep their raw addresses
 (``CTRL_INDEX_POOL_PTR`` / ``CTRL_DETAIL_POOL_PTR``, or ``ctrl.ctypes.data``)
 and rebuild them with ``numba.carray``.
 
+Detail lane and flight-recorder mode: the detail arena already keeps the
+newest payloads and drops the oldest ring when the drain does not free space
+(each record carries the absolute index position of its event). A flight
+recorder can therefore capture a detail for every event into this arena and
+let the drain persist only the records inside a window (``detail_ring_take``
+with an index-position limit, dropping the rest with a reason of its own);
+nothing here assumes the drain writes every detail it takes.
+
 Sizes: the pools are ``numpy.empty`` buffers; large ones are mmap-backed, so
 untouched rings cost address space, not memory.
 """

@@ -65,6 +65,7 @@ import numpy as np
 from .drain import Drain, file_size
 from .errors import AtfV2Error, SessionStateError, WriteError
 from .kernels.ring import emit_many, emit_one, emit_one_detail
+from .layout import DETAIL_PAYLOAD_VERSION, MANIFEST_DETAIL_PAYLOAD_VERSION_KEY  # issue 5
 from .layout import (
     CHANNEL_ACTIVE,
     CHANNEL_EXITED,
@@ -131,8 +132,14 @@ class Session:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         trace_python: bool = False,
         fsync: bool = False,
+        payload_options=None,
+        flight=None,
     ):
         self.session_dir = os.path.abspath(os.fspath(session_dir))
+        # issue 5: detail="off" | "always" | "flight" (Python arguments captured), or a bool (lane for emit only)
+        from .detail import parse_detail_mode
+
+        detail, self.detail_mode = parse_detail_mode(detail)
         for name, value in (("spare_rings", spare_rings), ("detail_spare_rings", detail_spare_rings)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AtfV2Error(f"invalid ring option: {name}={value!r} (>= 1)")
@@ -152,6 +159,15 @@ class Session:
         self.overwrite = bool(overwrite)
         self.fsync = bool(fsync)
         self.symbols = SymbolTable()
+        self.detail_capture = None  # issue 5: atf2.detail.DetailCapture when Python details are captured
+        self.flight_options = None
+        if self.detail_mode in ("always", "flight"):
+            from .detail import DetailCapture
+            from .flight import FlightOptions
+
+            self.detail_capture = DetailCapture(self.symbols, payload_options) if self.trace_python else None
+            if self.detail_mode == "flight":
+                self.flight_options = flight if isinstance(flight, FlightOptions) else FlightOptions.from_triggers(**(flight or {}))
         self.pid = os.getpid()
         self.clock_type = CLOCK_BOOTTIME
         self._lock = threading.RLock()
@@ -284,11 +300,19 @@ class Session:
                 # events will be counted as disk-error drops.
                 ch.writer_error = str(exc)
                 self.drain.errors.append(f"thread {n}: {exc}")
+            if self.detail_mode == "flight" and ch.writer is not None:  # issue 5
+                from .detail import make_flight_writer
+
+                ch.writer = make_flight_writer(self, ch)
             self._channels.append(ch)
         self._local.channel = ch
         self._local.sentinel = _ThreadExitSentinel(self, ch)
         self.drain.wake.set()
         return ch
+
+    def channels(self) -> list:
+        """Every channel registered so far (a snapshot), closed ones included."""
+        return self._snapshot()
 
     def channel_for_current_thread(self) -> ThreadChannel:
         """Same as ``register_current_thread``: for the tracer, from any thread."""
@@ -368,9 +392,12 @@ class Session:
         if detail is None:
             emit_one(ch.ctrl, ch.index_pool, np.uint64(fid), kind_depth)
             return
+        try:
+            payload = np.frombuffer(memoryview(detail).cast("B"), dtype=np.uint8)
+        except TypeError:
+            raise AtfV2Error(f"detail must be bytes-like, not {type(detail).__name__}") from None
         if not ch.has_detail_lane:
             raise AtfV2Error("this session was started with detail=False: emit() cannot take a detail")
-        payload = np.frombuffer(detail, dtype=np.uint8) if len(detail) else np.empty(0, dtype=np.uint8)
         event_type = DETAIL_FUNCTION_CALL if kind == EVENT_CALL else DETAIL_FUNCTION_RETURN
         emit_one_detail(ch.ctrl, ch.index_pool, ch.detail_words, ch.detail_bytes, np.uint64(fid), kind_depth, event_type, payload)
 
@@ -512,7 +539,7 @@ class Session:
             "threads": threads,
             "modules": modules,
             "symbols": symbols,
-            "windows": [],
+            "windows": self._detail_windows(),
             "options": {
                 "ring_capacity": self.config.ring_capacity,
                 "ring_count": self.config.ring_count,
@@ -521,7 +548,10 @@ class Session:
                 "detail_ring_count": self.config.detail_ring_count,
                 "flush_interval": self.flush_interval,
                 "trace_python": self.trace_python,
+                "detail_mode": self.detail_mode,
+                **({"flight": self.flight_options.to_manifest()} if self.flight_options else {}),
             },
+            **({MANIFEST_DETAIL_PAYLOAD_VERSION_KEY: DETAIL_PAYLOAD_VERSION} if self.detail_mode in ("always", "flight") else {}),
             "stats": {
                 "events_recorded": stats.index.recorded,
                 "events_written": stats.index.written,
@@ -530,6 +560,14 @@ class Session:
                 "errors": stats.errors[:20],
             },
         }
+
+    def _detail_windows(self) -> list:
+        """issue 5: the flight-recorder windows finished so far (atf2.detail.session_windows)."""
+        if self.detail_mode != "flight":
+            return []
+        from .detail import session_windows
+
+        return session_windows(self)
 
     def _write_manifest(self, fsync: bool) -> None:
         write_manifest(self.session_dir, self._manifest(), fsync=fsync)

@@ -117,6 +117,8 @@ def test_emit_validation(tmp_path):
             atf2.emit(12345, 1)
         with pytest.raises(AtfV2Error, match="detail=False"):
             atf2.emit("f", 1, detail=b"x")
+        with pytest.raises(AtfV2Error, match="bytes-like"):
+            atf2.emit("f", 1, detail="text")
         with pytest.raises(AtfV2Error, match="depth"):
             atf2.emit("f", 1, depth=-1)
         with pytest.raises(AtfV2Error):
