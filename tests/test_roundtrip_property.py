@@ -132,3 +132,37 @@ def test_odd_payload_sizes(sizes, every):
         with atf2.ThreadReader(w.thread_dir) as t:
             got = [t.get_detail_for(e).payload if e.detail_seq != 0xFFFFFFFF else None for e in t.index]
             assert got == payloads
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 30), min_size=0, max_size=40),
+    values=st.sampled_from([[0, 1, 2], [5], [2**64 - 1], [0, 2**64 - 1], list(range(50))]),
+    chunk=st.integers(1, 50),
+    seed=st.integers(0, 1000),
+)
+def test_merge_kernel_matches_sorted(sizes, values, chunk, seed):
+    """Any thread count (scan and block paths), heavy ties, the largest timestamp."""
+    from atf2.kernels.merge import merge_chunk, merge_inputs
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for j, n in enumerate(sizes):
+        ev = np.zeros(n, dtype=atf2.INDEX_EVENT_DTYPE)
+        ev["timestamp_ns"] = np.sort(rng.choice(np.array(values, dtype=np.uint64), n))
+        ev["function_id"] = np.arange(n)
+        ev["thread_id"] = j
+        arrays.append(ev)
+    expect = sorted((int(t), j, i) for j, a in enumerate(arrays) for i, t in enumerate(a["timestamp_ns"]))
+    addrs, lens = merge_inputs(arrays)
+    heads = np.zeros(len(arrays), dtype=np.int64)
+    got = []
+    while True:
+        out = np.empty(chunk, dtype=atf2.MERGED_EVENT_DTYPE)
+        n = merge_chunk(addrs, lens, heads, out)
+        got.extend((int(r["timestamp_ns"]), int(r["thread"]), int(r["seq"])) for r in out[:n])
+        for r in out[:n]:
+            assert r["function_id"] == r["seq"] and r["thread_id"] == r["thread"]
+        if n < chunk:
+            break
+    assert got == expect

@@ -137,6 +137,7 @@ class IndexReader:
         self._n = n
         self._events = f.array(INDEX_EVENT_DTYPE, INDEX_EVENTS_OFFSET, n)
         self._unpack = _EVENT_STRUCT.unpack_from
+        self._map = f.map
 
     # ----------------------------------------------------------------- metadata
 
@@ -189,24 +190,30 @@ class IndexReader:
         if self._file.map is None:
             raise ValueError(f"{self.path}: reader is closed")
 
-    def __getitem__(self, i: Any) -> Any:
-        if type(i) is not int:
-            if isinstance(i, slice):
-                self._check_open()
-                return self._events[i].copy()
-            if isinstance(i, (np.ndarray, list, tuple)):
-                return self.take(i)
-            i = operator.index(i)
+    def __getitem__(self, i: Any, _new=_new_tuple, _cls=IndexEvent, _base=INDEX_EVENTS_OFFSET, _size=INDEX_EVENT_SIZE) -> Any:
+        # The hot path (a non-negative int in range) is kept to one comparison,
+        # one unpack and one tuple: about 0.3 us. Everything else falls through.
+        try:
+            if 0 <= i < self._n:
+                return _new(_cls, self._unpack(self._map, _base + _size * i))
+        except TypeError:
+            pass
+        return self._getitem_slow(i)
+
+    def _getitem_slow(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            self._check_open()
+            return self._events[i].copy()
+        if isinstance(i, (np.ndarray, list, tuple)):
+            return self.take(i)
+        i = operator.index(i)
         n = self._n
         if i < 0:
             i += n
         if i < 0 or i >= n:
             raise IndexError(f"event {i} out of range for {n} events")
-        try:
-            return _new_tuple(IndexEvent, self._unpack(self._file.map, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * i))
-        except TypeError:
-            self._check_open()
-            raise
+        self._check_open()
+        return _new_tuple(IndexEvent, self._unpack(self._map, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * i))
 
     def take(self, indices: Any) -> np.ndarray:
         """Events at ``indices`` (any integer array; negatives count from the end)."""
@@ -272,6 +279,7 @@ class IndexReader:
     def close(self) -> None:
         """Unmap the file. Zero-copy views taken from ``events`` keep it alive."""
         self._events = None
+        self._map = None
         self._file.close()
 
     @property

@@ -6,10 +6,9 @@ import os
 from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
-from numba.typed import List as TypedList
 
 from ..errors import ManifestError
-from ..kernels.merge import merge_chunk
+from ..kernels.merge import merge_chunk, merge_inputs
 from ..layout import INDEX_EVENT_DTYPE
 from ..manifest import STATUS_COMPLETE, read_manifest, thread_dir
 from ..payload import ManifestSymbols
@@ -140,17 +139,10 @@ class SessionReader:
 
     # -------------------------------------------------------------------- merge
 
-    def _merge_inputs(self) -> Any:
-        arrays = TypedList()
-        for t in self.threads:
-            events = t.index.events
-            if not events.flags.writeable:
-                arrays.append(events)
-            else:  # pragma: no cover - mapped views are read-only
-                view = events.view()
-                view.setflags(write=False)
-                arrays.append(view)
-        return arrays
+    def _merge_inputs(self) -> "tuple[list, np.ndarray, np.ndarray]":
+        arrays = [t.index.events for t in self.threads]  # kept referenced while the kernel reads them
+        addrs, lens = merge_inputs(arrays)
+        return arrays, addrs, lens
 
     def merged(self, chunk_size: Optional[int] = None) -> Any:
         """Every event of every thread in global order (timestamp, thread, index_seq).
@@ -161,9 +153,9 @@ class SessionReader:
         """
         if chunk_size is None:
             out = np.empty(self.event_count(), dtype=MERGED_EVENT_DTYPE)
-            if len(out) and self.threads:
-                heads = np.zeros(len(self.threads), dtype=np.int64)
-                n = merge_chunk(self._merge_inputs(), heads, out)
+            if len(out):
+                arrays, addrs, lens = self._merge_inputs()
+                n = merge_chunk(addrs, lens, np.zeros(len(arrays), dtype=np.int64), out)
                 assert n == len(out)
             return out
         chunk_size = int(chunk_size)
@@ -174,12 +166,12 @@ class SessionReader:
     def _merged_chunks(self, chunk_size: int) -> Iterator[np.ndarray]:
         if not self.threads:
             return
-        arrays = self._merge_inputs()
-        heads = np.zeros(len(self.threads), dtype=np.int64)
+        arrays, addrs, lens = self._merge_inputs()
+        heads = np.zeros(len(arrays), dtype=np.int64)
         remaining = self.event_count()
         while remaining > 0:
             out = np.empty(min(chunk_size, remaining), dtype=MERGED_EVENT_DTYPE)
-            n = merge_chunk(arrays, heads, out)
+            n = merge_chunk(addrs, lens, heads, out)
             if n == 0:  # pragma: no cover - counts are consistent by construction
                 return
             remaining -= n
