@@ -492,3 +492,23 @@ def _payload_struct_sizes_agree() -> bool:
 
 
 assert _payload_struct_sizes_agree()
+
+# Python detail capture (issue 5: atf2.kernels.detail_hook, atf2.detail): the
+# detail variant of the capture hook calls a Python callable before recording
+# each Python CALL/RETURN; its arguments are passed through a per-thread
+# uint64 scratch array ("detail call block") whose address sits in a free
+# slot of the thread control block (0 = no detail capture on this thread).
+CTRL_HOOK_DETAIL = 38  #: S: address of the thread's detail call block, 0 when detail capture is off
+DETAIL_CALL_FRAME = 0  #: hook: the event's frame (argument 0 of the callable)
+DETAIL_CALL_KIND = 1  #: hook: the int object of the EVENT_* kind (argument 1)
+DETAIL_CALL_VALUE = 2  #: hook: the return value, or None (argument 2)
+DETAIL_CALL_KIND_OBJS = 3  #: S: 3 words, addresses of the int objects 1, 2, 3 (EVENT_CALL/RETURN/EXCEPTION)
+DETAIL_CALL_NONE = 6  #: S: address of None
+DETAIL_CALL_CALLABLE = 7  #: S: address of the callable: (frame, kind, value) -> bytes payload or None
+DETAIL_CALL_SLOTS = 8
+assert CTRL_HOOK_SCRATCH3 < CTRL_HOOK_DETAIL < CTRL_INDEX_DROPS
+
+#: detail drop reason (flight mode): captured, but outside every window, so not persisted
+DROP_OUTSIDE_WINDOW = 6
+DROP_REASON_NAMES[DROP_OUTSIDE_WINDOW] = "outside_window"
+assert max(DROP_REASON_NAMES) < DROP_REASON_SLOTS

@@ -85,6 +85,9 @@ _B_UNBOUND = _TAG.pack(PAYLOAD_VAL_UNBOUND)
 _B_INT = _TAG.pack(PAYLOAD_VAL_INT)
 _B_FLOAT = _TAG.pack(PAYLOAD_VAL_FLOAT)
 
+#: type name of an EXCEPTION value whose exception the recorder could not see
+EXCEPTION_UNAVAILABLE = "<unavailable>"
+
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -347,7 +350,9 @@ class PayloadEncoder:
 
     def exception_value(self, exc_type: Any, exc_value: Any) -> bytes:
         """The EXCEPTION value: the exception's type name and its (bounded) message."""
-        if isinstance(exc_type, type):
+        if exc_type is None and exc_value is None:
+            tname = EXCEPTION_UNAVAILABLE  # the hook could not see it (see atf2.detail)
+        elif isinstance(exc_type, type):
             tname = type_name(exc_value) if isinstance(exc_value, exc_type) else _class_name(exc_type)
         else:
             tname = type_name(exc_value)
