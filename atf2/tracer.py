@@ -203,7 +203,7 @@ class Tracer:
                 _set_profile(None, None)
                 return 0
             self._prepare(ctrl, depth)
-            _set_profile(capture_hook.address, id(ctrl))
+            _set_profile(self.hook_address, id(ctrl))
             self.threads_adopted += 1
             return ctrl.ctypes.data
 
