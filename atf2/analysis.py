@@ -2,7 +2,8 @@
 
 Both work on a ``SessionReader`` (every thread of the session) or on a plain
 numpy array of ``INDEX_EVENT_DTYPE`` records (split by its ``thread_id``
-field, or by a ``thread`` column as in ``SessionReader.merged()``). Each
+field, or by a ``thread`` column as in ``SessionReader.merged()``, where it is
+the thread's position in ``reader.threads``, so results name positions). Each
 thread is paired on its own by ``kernels.intervals.pair_chunk`` in chunks, so
 memory stays bounded by the chunk size (plus the output of ``intervals``).
 

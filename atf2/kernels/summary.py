@@ -5,7 +5,9 @@
 is summed only over calls that are not nested in another open call of the
 same function (cProfile's rule): a recursive function's inclusive total is
 then the wall time spent in it, not a multiple of it. Exclusive time, counts
-and maxima count every call.
+and maxima count every call. Known limit: when several frames of one function
+were already open before the trace began (unopened RETURNs of a recursion),
+their inclusive times nest and are each counted.
 """
 
 from __future__ import annotations
