@@ -34,6 +34,8 @@ from .layout import (
     CTRL_DETAIL_DROPS,
     CTRL_DETAIL_WRITTEN,
     DROP_OUTSIDE_WINDOW,
+    DROP_PAIR_LOST,
+    DROP_POOL_EXHAUSTED,
     EVENT_CALL,
     INDEX_EVENT_DTYPE,
 )
@@ -67,6 +69,7 @@ class FlightWriter:
         self._reasons: dict = {}  # trigger start position -> mark reason
         self.windows: list = []
         self.discarded = 0
+        self._ring_lost = 0  # the arena's drop-oldest count seen so far
         self._uncounted = 0  # discards whose CTRL_DETAIL_WRITTEN the drain has not added yet
         self._closed = False
 
@@ -91,6 +94,7 @@ class FlightWriter:
             self._d_flags = np.concatenate([self._d_flags, d.flags])
             self._d_off = np.concatenate([self._d_off, self._d_off[-1] + offs[1:]])
             self._d_payload = np.concatenate([self._d_payload, d.payload[d.offsets[0]: d.offsets[-1]]])
+        self._note_ring_drops(start, d)
         self._find_triggers(events, start)
         self._bound_details()
         self._flush(final=False)
@@ -115,6 +119,20 @@ class FlightWriter:
             self._triggers = Triggers(*(np.concatenate([a, b]) for a, b in zip(self._triggers, new)))
             order = np.lexsort((self._triggers.end, self._triggers.start))
             self._triggers = Triggers(*(a[order] for a in self._triggers))
+
+    def _note_ring_drops(self, start: int, d: Any) -> None:
+        """The arena dropped its oldest details since the last batch: nothing before this batch's
+        first detail is held any more (drop-oldest loses the oldest first)."""
+        if self.ctrl is None:
+            return
+        lost = int(self.ctrl[CTRL_DETAIL_DROPS + DROP_POOL_EXHAUSTED]) + int(self.ctrl[CTRL_DETAIL_DROPS + DROP_PAIR_LOST])
+        if lost > self._ring_lost:
+            self._ring_lost = lost
+            first = int(d.positions[0]) + start if d is not None else start + 0
+            self._held_from = max(self._held_from, first)
+            k = int(np.searchsorted(self._d_pos, first, side="left"))
+            if k:
+                self._drop_details(k)
 
     def _mark_reason(self, position: int) -> Optional[str]:
         k = int(np.searchsorted(self._d_pos, position))

@@ -1,0 +1,214 @@
+"""detail="off" | "always" | "flight": links both ways, persisted details exactly inside windows."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+import pytest
+
+import atf2
+from atf2.detail import mark
+from atf2.flight import FlightOptions, Roll
+from atf2.layout import EVENT_CALL, EVENT_EXCEPTION, EVENT_RETURN, NO_DETAIL
+from atf2.reader import SessionReader
+from atf2.session import trace_session_start, trace_session_stop
+
+
+def work(a, b=2):
+    return helper(a) + b
+
+
+def helper(x):
+    return x * 2
+
+
+def target(tag):
+    return tag
+
+
+def failing(msg):
+    raise ValueError(msg)
+
+
+def run_program(n=30, target_at=(), fail_at=(), mark_at=()):
+    for i in range(n):
+        work(i)
+        if i in target_at:
+            target(f"t{i}")
+        if i in fail_at:
+            try:
+                failing("bad")
+            except ValueError:
+                pass
+        if i in mark_at:
+            mark(f"m{i}")
+
+
+def record(tmp_path, name, detail, program, **options):
+    path = tmp_path / name
+    trace_session_start(path, detail=detail, trace_python=options.pop("trace_python", True), **options)
+    try:
+        program()
+    finally:
+        stats = trace_session_stop()
+    return path, stats
+
+
+def check_links(thread):
+    """Every detail_seq names a detail whose index_seq names the event back, and vice versa."""
+    events = thread.index.read_all() if hasattr(thread.index, "read_all") else np.array([tuple(thread.index[i]) for i in range(len(thread.index))])
+    seqs = [int(thread.index[i].detail_seq) for i in range(len(thread.index))]
+    linked = [i for i, s in enumerate(seqs) if s != NO_DETAIL]
+    if thread.detail is None:
+        assert linked == []
+        return linked
+    assert [seqs[i] for i in linked] == list(range(len(thread.detail)))  # compact, in order
+    for i in linked:
+        d = thread.detail[seqs[i]]
+        assert d.index_seq == i and d.timestamp == thread.index[i].timestamp_ns
+    del events
+    return linked
+
+
+def names(reader, thread):
+    return [reader.symbol_name(thread.index[i].function_id) for i in range(len(thread.index))]
+
+
+def test_off_has_no_detail_lane(tmp_path):
+    path, stats = record(tmp_path, "off", "off", lambda: run_program(5))
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        assert t.detail is None and not (path / "thread_0" / "detail.atf").exists()
+        assert all(int(t.index[i].detail_seq) == NO_DETAIL for i in range(len(t.index)))
+        assert "detail_payload_version" not in r.manifest
+
+
+def test_always_every_python_event_has_its_detail(tmp_path):
+    path, stats = record(tmp_path, "always", "always", lambda: run_program(5, fail_at=(2,)))
+    with SessionReader(path) as r:
+        assert r.manifest["detail_payload_version"] == 1
+        t = r.thread(0)
+        linked = check_links(t)
+        assert linked == list(range(len(t.index)))
+        fn = names(r, t)
+        calls = [i for i, n in enumerate(fn) if n == "work" and t.index[i].event_kind == EVENT_CALL]
+        assert [t.get_detail_for(t.index[i]).args for i in calls] == [[("a", k), ("b", 2)] for k in range(5)]
+        rets = [i for i, n in enumerate(fn) if n == "helper" and t.index[i].event_kind == EVENT_RETURN]
+        assert [t.get_detail_for(t.index[i]).return_value for i in rets] == [2 * k for k in range(5)]
+        # the caller stack of helper: work, then the program
+        d = t.get_detail_for(t.index[rets[0]])
+        assert [r.symbol_name(f) for f in d.stack[:2]] == ["work", "run_program"]
+        exc = [i for i, n in enumerate(fn) if n == "failing" and t.index[i].event_kind == EVENT_EXCEPTION]
+        assert len(exc) == 1 and t.get_detail_for(t.index[exc[0]]).exception is not None
+    assert stats.threads[0].detail.recorded == stats.threads[0].detail.written
+
+
+def expected_positions(kinds, fn, triggers, pre, post):
+    n = len(kinds)
+    want = set()
+    for p in triggers:
+        want.update(range(max(0, p - pre), min(n, p + 1 + post)))
+    return sorted(want)
+
+
+def test_flight_without_trigger_writes_no_detail_file(tmp_path):
+    flight = FlightOptions.from_triggers(["symbol=target", "exception"], 5, 5)
+    path, stats = record(tmp_path, "quiet", "flight", lambda: run_program(20), flight=flight)
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        assert t.detail is None and not (path / "thread_0" / "detail.atf").exists()
+        assert all(int(t.index[i].detail_seq) == NO_DETAIL for i in range(len(t.index)))
+        assert r.manifest["windows"] == []
+    d = stats.threads[0].detail
+    assert d.written == 0 and d.drops["outside_window"] == d.recorded > 0
+
+
+@pytest.mark.parametrize("pre,post", [(3, 4), (0, 0), (40, 2)])
+def test_flight_symbol_trigger_persists_exactly_the_windows(tmp_path, pre, post):
+    flight = FlightOptions.from_triggers(["symbol=targ*"], pre, post)
+    path, stats = record(tmp_path, f"sym{pre}", "flight", lambda: run_program(30, target_at=(5, 6, 20)), flight=flight)
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        fn = names(r, t)
+        kinds = [int(t.index[i].event_kind) for i in range(len(t.index))]
+        triggers = [i for i, (n, k) in enumerate(zip(fn, kinds)) if k == EVENT_CALL and fnmatch.fnmatchcase(n, "targ*")]
+        assert len(triggers) == 3
+        assert check_links(t) == expected_positions(kinds, fn, triggers, pre, post)
+        windows = r.manifest["windows"]
+        assert all(w["trigger_kinds"] == ["symbol"] for w in windows)
+        assert sum(w["triggers"] for w in windows) == 3
+        for w in windows:
+            assert w["thread_id"] == 0 and w["start_ns"] == t.index[w["start_index_seq"]].timestamp_ns
+            assert w["end_ns"] == t.index[w["end_index_seq"]].timestamp_ns
+        # the target's own CALL detail is there, with its argument
+        d = t.get_detail_for(t.index[triggers[0]])
+        assert d.args == [("tag", "t5")]
+    d = stats.threads[0].detail
+    assert d.recorded == d.written + d.dropped
+
+
+def test_flight_exception_and_mark_triggers(tmp_path):
+    flight = FlightOptions.from_triggers(["exception"], 2, 2)
+    path, _ = record(tmp_path, "exc", "flight", lambda: run_program(30, fail_at=(4,), mark_at=(15,)), flight=flight)
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        fn = names(r, t)
+        kinds = [int(t.index[i].event_kind) for i in range(len(t.index))]
+        exc = [i for i, k in enumerate(kinds) if k == EVENT_EXCEPTION]
+        marks = [i for i, (n, k) in enumerate(zip(fn, kinds)) if n == "mark" and k == EVENT_CALL]
+        assert len(exc) == 1 and len(marks) == 1
+        assert check_links(t) == expected_positions(kinds, fn, exc + marks, 2, 2)
+        kinds_seen = [w["trigger_kinds"] for w in r.manifest["windows"]]
+        assert kinds_seen == [["exception"], ["mark"]]
+        assert r.manifest["windows"][1]["marks"] == ["m15"]
+
+
+def test_flight_post_roll_cut_short_by_stop(tmp_path):
+    flight = FlightOptions.from_triggers(["symbol=target"], 1, 10_000)
+
+    def program():
+        run_program(3)
+        target("last")
+
+    path, _ = record(tmp_path, "cut", "flight", program, flight=flight)
+    with SessionReader(path) as r:
+        (w,) = r.manifest["windows"]
+        assert w["post_roll_cut"] and w["post_roll_events"] < 10_000
+        t = r.thread(0)
+        assert w["end_index_seq"] == len(t.index) - 1
+        linked = check_links(t)
+        assert linked == list(range(w["start_index_seq"], len(t.index)))
+
+
+def test_flight_with_emit_only_session_and_marks(tmp_path):
+    """Without Python tracing: emit() events, atf2.mark() emits its own marker pair."""
+    flight = FlightOptions(Roll(2), Roll(1))
+
+    def program():
+        for i in range(20):
+            atf2.emit("step", EVENT_CALL)
+            atf2.emit("step", EVENT_RETURN)
+            if i == 10:
+                mark("checkpoint")
+
+    path, _ = record(tmp_path, "emit", "flight", program, flight=flight, trace_python=False)
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        fn = names(r, t)
+        p = fn.index("mark")
+        assert check_links(t) == [p] and r.manifest["windows"][0]["marks"] == ["checkpoint"]
+        assert t.detail[0].args == [("reason", "checkpoint")]
+        # emitted events carry no capture, so only the marker has a detail
+
+
+def test_flight_pre_roll_clipped_to_what_is_held(tmp_path):
+    flight = FlightOptions.from_triggers(["symbol=target"], 100_000, 0)
+    path, _ = record(tmp_path, "clip", "flight", lambda: run_program(300, target_at=(290,)), flight=flight,
+                     detail_ring_bytes=4096, detail_spare_rings=1)
+    with SessionReader(path) as r:
+        (w,) = r.manifest["windows"]
+        assert w["pre_roll_clipped"] and 0 < w["pre_roll_events"] < 100_000
+        t = r.thread(0)
+        linked = check_links(t)
+        assert linked == list(range(w["start_index_seq"], w["end_index_seq"] + 1))
