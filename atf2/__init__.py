@@ -27,6 +27,7 @@ from .reader import (
 )
 from .writer import DetailBatch, ThreadWriter
 # --- sessions (atf2.session) ---
+from .detail import mark  # issue 5: flight-recorder trigger
 from .session import (
     Session,
     emit,
