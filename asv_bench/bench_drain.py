@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from atf2 import session as S
-from atf2.bench.drain import TARGET_RATE, _session_run, flood
+from atf2.bench.drain import TARGET_RATE, _prefilled_run, _session_run, flood
 
 
 class DrainThroughput:
@@ -73,3 +73,13 @@ class DrainFixedWork:
         t.join()
         st = S.trace_session_stop()
         assert st.index.written == 4 << 20, st.index.as_dict()
+
+    def track_drain_only_prefilled_per_s(self):
+        return _prefilled_run(4 << 20)["value"]
+
+    track_drain_only_prefilled_per_s.unit = "events/s"
+
+    def track_drain_only_ratio_vs_raw_write(self):
+        return _prefilled_run(4 << 20)["ratio_vs_raw"]
+
+    track_drain_only_ratio_vs_raw_write.unit = "ratio"

@@ -64,6 +64,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rings import RingConfig, ThreadChannel
 
 _ALL_POSITIONS = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: index records per drain step (64 Ki records: 4 MiB of staging, 2 MiB per write)
+DRAIN_CHUNK = 1 << 16
 
 
 class Drain:
@@ -75,9 +77,11 @@ class Drain:
         self._on_channels_changed = on_channels_changed
         self.flush_interval = float(flush_interval)
         self.converter = TickConverter()
-        n = config.index_pool_records
-        # Staging sized to a whole pool, so one take always empties a lane
-        # (a detail must never be left behind its already written event).
+        # Index records are staged one chunk at a time (small enough to stay
+        # in cache, large enough for big writes). The detail staging holds a
+        # whole arena: every detail of a taken event must be taken with it.
+        n = self._chunk = min(DRAIN_CHUNK, config.index_pool_records)
+        self._max_chunks = -(-config.index_pool_records // n) + 1
         self._ticks = np.empty(n, dtype=np.uint64)
         self._fid = np.empty(n, dtype=np.uint64)
         self._kd = np.empty(n, dtype=np.uint64)
@@ -163,13 +167,29 @@ class Drain:
         return pressure
 
     def _drain(self, ch: "ThreadChannel") -> int:
-        """Move everything waiting in ``ch``'s rings to its files; return the events moved."""
+        """Move what is waiting in ``ch``'s rings to its files, chunk by chunk; return the events taken.
+
+        Bounded to about one pool's worth per call, so a producer that never
+        pauses cannot keep the drain on one thread forever.
+        """
+        ctrl = ch.ctrl
+        waiting = int(ctrl[CTRL_INDEX_WRITE_POS]) - int(ctrl[CTRL_INDEX_READ_POS])
+        if waiting > int(ctrl[CTRL_INDEX_DRAIN_HIGH_WATER]):
+            ctrl[CTRL_INDEX_DRAIN_HIGH_WATER] = waiting
+        taken = 0
+        for _ in range(self._max_chunks):
+            n = self._drain_chunk(ch)
+            taken += n
+            if n < self._chunk:
+                break
+        watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
+        return taken
+
+    def _drain_chunk(self, ch: "ThreadChannel") -> int:
+        """Take at most one chunk of index records (and their details), encode, write; return the records taken."""
         ctrl = ch.ctrl
         n, start = index_ring_take(ctrl, ch.index_pool, self._ticks, self._fid, self._kd)
         n = int(n)
-        if n > int(ctrl[CTRL_INDEX_DRAIN_HIGH_WATER]):
-            ctrl[CTRL_INDEX_DRAIN_HIGH_WATER] = n
-        watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
         m = nbytes = 0
         if ch.has_detail_lane:
             m, nbytes = detail_ring_take(
@@ -199,12 +219,12 @@ class Drain:
         events = self._events[:n]
         if ch.writer is None:
             self._count_disk_error(ch, n, kept, ch.writer_error or "no writer")
-            return 0
+            return n
         try:
             ch.writer.write_events(events, details)
         except (WriteError, AtfV2Error) as exc:
             self._count_disk_error(ch, n, kept, str(exc))
-            return 0
+            return n
         ch.last_ts_ns = int(last)
         ch.timestamps_clamped += int(clamped)
         ctrl[CTRL_INDEX_WRITTEN] += np.uint64(n)

@@ -8,6 +8,8 @@ Figures (default pool settings unless said):
 * ``drain_flood``: producers push as fast as they can (far faster than any
   disk): what the drain sustains, in events written per second, with the
   drops that flooding causes.
+* ``drain_only_prefilled``: the drain alone (no producer competing for the
+  CPU): a pool holding 4 Mi events is filled, then drained (best of three).
 * ``raw_write_events_per_s``: the same number of bytes the drain wrote, written
   with plain ``os.write`` of 8 MiB chunks in the same directory right after the
   session (its files deleted, dirty pages synced first, as before the
@@ -117,6 +119,44 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _prefilled_run(events: int, repeats: int = 3) -> dict:
+    """Drain alone: a pool holding ``events`` is filled, then drained with no producer running (best of ``repeats``)."""
+    from .. import session as S
+
+    root = tempfile.mkdtemp(prefix="atf2-bench-drain-")
+    try:
+        d = os.path.join(root, "s")
+        cap = 1 << 16
+        sess = S.trace_session_start(d, ring_capacity=cap, spare_rings=-(-events // cap), flush_interval=60)
+        fid = np.uint64(sess.symbols.register("bench"))
+        ch = sess.register_current_thread()
+        best = float("inf")
+        done = 0
+        for r in range(repeats):
+            flood(ch.ctrl, ch.index_pool, fid, r * events, events)
+            t0 = time.perf_counter()
+            sess.drain.wake.set()
+            while sess.get_stats().index.written < done + events:
+                time.sleep(0.0005)
+            best = min(best, time.perf_counter() - t0)
+            done += events
+        st = S.trace_session_stop()
+        shutil.rmtree(d, ignore_errors=True)
+        os.sync()
+        raw_rate = events / _raw_write_seconds(root, events * INDEX_EVENT_SIZE)
+        rate = events / best
+        return {
+            "value": rate,
+            "unit": "events/s",
+            "events": events,
+            "dropped": st.index.dropped,
+            "raw_write_events_per_s": raw_rate,
+            "ratio_vs_raw": rate / raw_rate,
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _raw_write_seconds(directory: str, nbytes: int) -> float:
     """Seconds to write ``nbytes`` with plain os.write (8 MiB chunks), no fsync, like the writer."""
     chunk = np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8).tobytes()
@@ -143,6 +183,7 @@ def run(quick: bool = False) -> list:
         rows.append({"name": f"drain_paced_20M_{producers}p", **r})
     r = _session_run("flood", 1, seconds, 0, {})
     rows.append({"name": "drain_flood_1p", **r})
+    rows.append({"name": "drain_only_prefilled", **_prefilled_run(1 << 20 if quick else 4 << 20)})
     return rows
 
 

@@ -348,11 +348,11 @@ def emit_many(ctrl, pool, dwords, dbytes, function_ids, kinds, depths, timestamp
 
 @njit(cache=True, nogil=True)
 def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
-    """Copy every waiting index record out of the pool and consume it.
+    """Copy the oldest waiting index records (at most ``len(out_ticks)``) out of the pool and consume them.
 
     Returns (n, first absolute position). Copy first, then CAS READ_POS: if
     the producer reclaimed rows meanwhile the CAS fails and the copy is
-    redone from the new READ_POS. ``out_*`` must hold a whole pool.
+    redone from the new READ_POS.
     """
     cap = ctrl[CTRL_INDEX_RING_CAPACITY]
     total = cap * ctrl[CTRL_INDEX_RING_COUNT]
@@ -360,7 +360,7 @@ def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
         c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
         w = atomic_load(ctrl, CTRL_INDEX_WRITE_POS)
         n = w - c
-        if n > np.uint64(out_ticks.shape[0]):  # cannot happen while w - c <= total
+        if n > np.uint64(out_ticks.shape[0]):
             n = np.uint64(out_ticks.shape[0])
         row = c % total
         for k in range(n):
