@@ -123,6 +123,12 @@ class DetailCapture:
         return enc.exception(fid, None, None, stack)
 
 
+def _tracing() -> bool:
+    from .tracer import tracing_active
+
+    return tracing_active()
+
+
 def mark_function_id(session) -> int:
     """The function id of ``mark`` in ``session`` (the same the tracer gives its code)."""
     return session.symbols.register_code(mark.__code__, __name__)
@@ -139,7 +145,7 @@ def mark(reason: str = "") -> None:
     from .session import active_session
 
     session = active_session()
-    if session is None or getattr(session, "trace_python", False):
+    if session is None or _tracing():
         return
     fid = mark_function_id(session)
     ch = session._channel()
@@ -194,3 +200,31 @@ def session_windows(session) -> list:
         if isinstance(ch.writer, FlightWriter):
             windows.extend(ch.writer.windows)
     return sorted(windows, key=lambda w: (w["start_ns"], w["thread_id"]))
+
+
+# -- `atf2 record` flags ---------------------------------------------------------
+
+
+def add_record_arguments(parser) -> None:
+    """--detail MODE, --trigger ..., --pre-roll N[unit], --post-roll N[unit] (atf2 record)."""
+    parser.add_argument("--detail", choices=DETAIL_MODES, default="off",
+                        help="Python argument/return capture: off (default), always, or flight (kept only around triggers)")
+    parser.add_argument("--trigger", action="append", default=[], metavar="SPEC",
+                        help="flight mode trigger: symbol=PATTERN (fnmatch, at CALL), exception, or mark; repeatable")
+    parser.add_argument("--pre-roll", default="1000", metavar="N[ms]",
+                        help="flight mode: events (N) or time (Nms, Nus, Ns) kept before a trigger (default 1000)")
+    parser.add_argument("--post-roll", default="1000", metavar="N[ms]",
+                        help="flight mode: events or time kept after a trigger (default 1000)")
+
+
+def record_session_options(args) -> dict:
+    """Session options from the flags of ``add_record_arguments``."""
+    from .errors import AtfV2Error
+    from .flight import FlightOptions
+
+    mode = getattr(args, "detail", "off")
+    if mode != "flight":
+        if getattr(args, "trigger", None):
+            raise AtfV2Error("--trigger needs --detail flight")
+        return {"detail": mode}
+    return {"detail": mode, "flight": FlightOptions.from_triggers(args.trigger, args.pre_roll, args.post_roll)}

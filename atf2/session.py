@@ -165,7 +165,7 @@ class Session:
             from .detail import DetailCapture
             from .flight import FlightOptions
 
-            self.detail_capture = DetailCapture(self.symbols, payload_options) if self.trace_python else None
+            self.detail_capture = DetailCapture(self.symbols, payload_options)  # used by whoever starts the tracer
             if self.detail_mode == "flight":
                 self.flight_options = flight if isinstance(flight, FlightOptions) else FlightOptions.from_triggers(**(flight or {}))
         self.pid = os.getpid()
