@@ -2,11 +2,12 @@
 
 The unit of work is a batch: ``write_events(events, details)`` takes a numpy
 array of ``INDEX_EVENT_DTYPE`` records (plus, optionally, the detail payloads
-of some of them) and puts it on disk with one or a few ``pwrite`` calls. The
+of some of them) and puts it on disk with one or a few ``pwritev`` calls. The
 encoding (thread ids, detail links, detail framing) runs in Numba kernels
-(``atf2.kernels.encode``); the CRC-32 of each events section is zlib's,
-computed incrementally over the bytes as they are written, never by reading
-the file back. Large batches are cut into chunks and pipelined: while one chunk
+(``atf2.kernels.encode``); the CRC-32 of each events section is zlib's
+polynomial, computed incrementally over the bytes as they are written, never
+by reading the file back (``atf2.kernels.crc``: a PCLMULQDQ kernel where the
+CPU has it, ``zlib.crc32`` elsewhere; the same value either way). Large batches are cut into chunks and pipelined: while one chunk
 is written, a helper thread encodes the next one and computes its CRC (both
 release the GIL).
 
@@ -32,13 +33,13 @@ from __future__ import annotations
 import errno as _errno
 import os
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from .errors import AtfV2Error, SessionStateError, WriteError
+from .kernels.crc import crc32
 from .kernels.encode import encode_index, first_decrease, frame_details
 from .layout import (
     CLOCK_BOOTTIME,
@@ -393,7 +394,7 @@ class ThreadWriter:
                     # index events are checked when encoded; check now what the
                     # detail file would carry, so it is never written for a bad batch
                     self._check_timestamps(events)
-                    detail_crc = zlib.crc32(framed, detail_crc)
+                    detail_crc = crc32(framed, detail_crc)
                     d_first = self._d_t_first if self._n_detail else int(ts[details.positions[0]])
                     footer = self._detail_footer(
                         self._n_detail + k, self._detail_bytes + detail_len, detail_crc, d_first, int(ts[details.positions[-1]])
@@ -476,7 +477,7 @@ class ThreadWriter:
             bad = encode_index(events[lo:hi], out, self._thread_id, prev, pos, base)
             if bad >= 0:
                 return lo + bad, crc_in, out
-            return -1, zlib.crc32(out.view(np.uint8), crc_in), out
+            return -1, crc32(out.view(np.uint8), crc_in), out
 
         if nchunks == 1:
             bad, crc, out = encode(0, crc)

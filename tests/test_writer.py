@@ -438,3 +438,20 @@ def test_fsync_flag(session_dir, make_events, monkeypatch):
         w.write_events(make_events(3))
         w.finalize(fsync=True)
     assert len(synced) == 1
+
+
+def test_crc_kernel_equals_zlib():
+    from atf2.kernels import crc
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 15, 16, 63, 64, 65, 100, 4095, 4096, 4097, 70001):
+        data = rng.integers(0, 256, n, dtype=np.uint8)
+        for seed in (0, 1, 0xFFFFFFFF, 0xDEADBEEF):
+            assert crc.crc32(data, seed) == zlib.crc32(data, seed)
+            assert crc.crc32(data.tobytes(), seed) == zlib.crc32(data, seed)
+            assert crc.crc32(memoryview(data.tobytes()), seed) == zlib.crc32(data, seed)
+            if crc.USE_KERNEL and n:
+                assert int(crc.crc32_kernel(data, seed)) == zlib.crc32(data, seed)
+    structured = np.zeros(300, dtype=atf2.INDEX_EVENT_DTYPE)
+    structured["timestamp_ns"] = np.arange(300) * 12345
+    assert crc.crc32(structured.view(np.uint8), 7) == zlib.crc32(structured.tobytes(), 7)

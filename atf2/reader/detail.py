@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import operator
 import os
-import zlib
 from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from ..errors import CorruptFileError, DanglingLinkError
+from ..kernels.crc import crc32
 from ..kernels.decode import (
     CHECK_BOUNDS,
     CHECK_DETAIL_LINK,
@@ -283,7 +283,7 @@ class DetailReader:
         """Check the CRC (when recorded) and every event's thread id, time order
         and (with ``index_count`` >= 0) backward link. Raises ``CorruptFileError``."""
         self._check_open()
-        computed = zlib.crc32(memoryview(self._file.map)[DETAIL_EVENTS_OFFSET : self._end])
+        computed = crc32(memoryview(self._file.map)[DETAIL_EVENTS_OFFSET : self._end])
         if self._footer is None:
             crc, recorded = "no footer", None
         else:

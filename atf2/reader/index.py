@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import operator
 import os
-import zlib
 from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from ..errors import CorruptFileError
+from ..kernels.crc import crc32
 from ..kernels.decode import CHECK_DETAIL_LINK, CHECK_EVENT_KIND, CHECK_THREAD_ID, CHECK_TIME_ORDER, check_index
 from ..layout import (
     ENDIAN_LITTLE,
@@ -246,7 +246,7 @@ class IndexReader:
         """
         self._check_open()
         start = INDEX_EVENTS_OFFSET
-        computed = zlib.crc32(memoryview(self._file.map)[start : start + self._n * INDEX_EVENT_SIZE])
+        computed = crc32(memoryview(self._file.map)[start : start + self._n * INDEX_EVENT_SIZE])
         if self._footer is None:
             crc, recorded = "no footer", None
         else:
