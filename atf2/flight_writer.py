@@ -70,6 +70,7 @@ class FlightWriter:
         self.windows: list = []
         self.discarded = 0
         self._ring_lost = 0  # the arena's drop-oldest count seen so far
+        self._suspect_next = False
         self._uncounted = 0  # discards whose CTRL_DETAIL_WRITTEN the drain has not added yet
         self._closed = False
 
@@ -126,7 +127,11 @@ class FlightWriter:
         if self.ctrl is None:
             return
         lost = int(self.ctrl[CTRL_DETAIL_DROPS + DROP_POOL_EXHAUSTED]) + int(self.ctrl[CTRL_DETAIL_DROPS + DROP_PAIR_LOST])
-        if lost > self._ring_lost:
+        # The counter may also have moved after the drain took this batch (the
+        # loss then sits before the next batch): distrust the next batch too.
+        suspect = lost > self._ring_lost or self._suspect_next
+        self._suspect_next = lost > self._ring_lost
+        if suspect:
             self._ring_lost = lost
             first = int(d.positions[0]) + start if d is not None else start + 0
             self._held_from = max(self._held_from, first)
@@ -141,7 +146,8 @@ class FlightWriter:
         from .payload import decode
 
         try:
-            args = decode(self._d_payload[self._d_off[k]: self._d_off[k + 1]].tobytes(), int(self._d_flags[k])).args
+            lo, hi = self._d_off[k] - self._d_off[0], self._d_off[k + 1] - self._d_off[0]  # offsets are cumulative
+            args = decode(self._d_payload[lo:hi].tobytes(), int(self._d_flags[k])).args
         except Exception:
             return None
         return str(args[0][1]) if args else None

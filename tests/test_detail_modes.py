@@ -212,3 +212,58 @@ def test_flight_pre_roll_clipped_to_what_is_held(tmp_path):
         t = r.thread(0)
         linked = check_links(t)
         assert linked == list(range(w["start_index_seq"], w["end_index_seq"] + 1))
+
+
+class _FakeWriter:
+    """Collects what a FlightWriter passes on."""
+
+    def __init__(self):
+        self.events = []
+        self.details = []  # (index_seq, payload bytes)
+        self.n = 0
+
+    def write_events(self, events, details=None):
+        from atf2.writer import _normalize_details
+
+        d = _normalize_details(details, events)
+        if d is not None:
+            for k, p in enumerate(d.positions.tolist()):
+                self.details.append((self.n + p, d.payload[d.offsets[k]: d.offsets[k + 1]].tobytes()))
+        self.events.append(events.copy())
+        self.n += len(events)
+
+    def finalize(self):
+        return {}
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_flight_writer_in_batches_matches_the_whole_run(seed):
+    from atf2.flight import compute_windows, find_triggers, window_mask
+    from atf2.flight_writer import FlightWriter
+    from atf2.layout import INDEX_EVENT_DTYPE
+    from atf2.writer import DetailBatch
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    ev = np.zeros(n, dtype=INDEX_EVENT_DTYPE)
+    ev["timestamp_ns"] = np.cumsum(rng.integers(1, 50, n))
+    ev["event_kind"] = rng.choice([EVENT_CALL, EVENT_RETURN, EVENT_EXCEPTION], n, p=[0.5, 0.47, 0.03])
+    ev["function_id"] = rng.integers(0, 40, n)
+    payloads = [bytes(rng.integers(0, 256, rng.integers(1, 40)).astype(np.uint8)) for _ in range(n)]
+    options = FlightOptions(Roll(int(rng.integers(0, 30))), Roll(int(rng.integers(0, 30))), ("f7",), True)
+    fake = _FakeWriter()
+    fw = FlightWriter(fake, None, 0, options, lambda fid: fid == 7, set(), hold_bytes=1 << 30)
+    cuts = np.sort(rng.choice(np.arange(1, n), 8, replace=False))
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, n]):
+        fw.write_events(ev[a:b], DetailBatch.from_payloads(payloads[a:b]))
+    fw.close()
+    assert np.array_equal(np.concatenate(fake.events), ev)
+    tr = find_triggers(0, ev["function_id"], ev["event_kind"], ev["timestamp_ns"], [7], True)
+    w = compute_windows(tr, ev["timestamp_ns"], 0, options, held_from=0, final=True)
+    want = np.flatnonzero(window_mask(np.arange(n), w)).tolist()
+    assert [p for p, _ in fake.details] == want
+    assert all(payload == payloads[p] for p, payload in fake.details)
+    assert len(fw.windows) == len(w) and [x["start_index_seq"] for x in fw.windows] == w.start.tolist()
