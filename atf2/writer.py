@@ -39,8 +39,9 @@ from typing import Any, NamedTuple, Optional, Sequence
 import numpy as np
 
 from .errors import AtfV2Error, SessionStateError, WriteError
+from .kernels import crc as _crc
 from .kernels.crc import crc32
-from .kernels.encode import encode_index, first_decrease, frame_details
+from .kernels.encode import encode_index, encode_index_crc, first_decrease, frame_details
 from .layout import (
     CLOCK_BOOTTIME,
     DETAIL_EVENT_HEADER_SIZE,
@@ -462,6 +463,7 @@ class ThreadWriter:
         prev_ts = np.uint64(self._t_last)
         nchunks = -(-n // CHUNK_EVENTS)
         bufs = self._scratch_buffers(min(nchunks, 2), min(n, CHUNK_EVENTS))
+        fused = _crc.kernel_ok()
         bounds = np.searchsorted(detail_pos, np.arange(nchunks + 1, dtype=np.int64) * CHUNK_EVENTS) if len(detail_pos) else None
 
         def encode(c: int, crc_in: int):
@@ -474,6 +476,9 @@ class ThreadWriter:
             else:
                 pos, base = _EMPTY_I64, 0
             prev = prev_ts if c == 0 else events[lo - 1]["timestamp_ns"]
+            if fused:  # encode and checksum in one pass
+                bad, crc_out = encode_index_crc(events[lo:hi], out, self._thread_id, prev, pos, base, crc_in)
+                return (lo + bad if bad >= 0 else -1), int(crc_out), out
             bad = encode_index(events[lo:hi], out, self._thread_id, prev, pos, base)
             if bad >= 0:
                 return lo + bad, crc_in, out

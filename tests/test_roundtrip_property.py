@@ -5,7 +5,7 @@ import zlib
 from unittest import mock
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import atf2
@@ -141,6 +141,9 @@ def test_odd_payload_sizes(sizes, every):
     chunk=st.integers(1, 50),
     seed=st.integers(0, 1000),
 )
+@example(sizes=[], values=[5], chunk=1, seed=0)
+@example(sizes=[0, 0, 3], values=[2**64 - 1], chunk=2, seed=0)
+@example(sizes=[3] * 20, values=[0, 2**64 - 1], chunk=7, seed=1)
 def test_merge_kernel_matches_sorted(sizes, values, chunk, seed):
     """Any thread count (scan and block paths), heavy ties, the largest timestamp."""
     from atf2.kernels.merge import merge_chunk, merge_inputs

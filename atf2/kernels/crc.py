@@ -81,6 +81,17 @@ def _load(typingctx, addr):
     return sig, codegen
 
 
+@intrinsic
+def _load8(typingctx, addr):
+    """The byte at integer address ``addr``."""
+    sig = types.uint8(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.load(builder.inttoptr(args[0], ir.IntType(8).as_pointer()))
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _fold(lo, hi, ka, kb, dlo, dhi):
     al, ah = _clmul(lo, ka)
@@ -88,14 +99,49 @@ def _fold(lo, hi, ka, kb, dlo, dhi):
     return al ^ bl ^ dlo, ah ^ bh ^ dhi
 
 
+@njit(cache=True, nogil=True, inline="always")
+def fold_finish(x1l, x1h, x2l, x2h, x3l, x3h, x4l, x4h, addr, pos, end):
+    """Fold four lanes into one, then the 16-byte blocks in [pos, end); return
+    the 32-bit register (not yet inverted)."""
+    x1l, x1h = _fold(x1l, x1h, _K3, _K4, x2l, x2h)
+    x1l, x1h = _fold(x1l, x1h, _K3, _K4, x3l, x3h)
+    x1l, x1h = _fold(x1l, x1h, _K3, _K4, x4l, x4h)
+    while end - pos >= 16:
+        p = addr + pos
+        x1l, x1h = _fold(x1l, x1h, _K3, _K4, _load(p), _load(p + 8))
+        pos += 16
+    # 128 -> 64 bits
+    pl, ph = _clmul(x1l, _K4)
+    x1l = x1h ^ pl
+    x1h = ph
+    # 64 -> 32 bits
+    x2l = (x1l >> _S32) | (x1h << _S32)
+    x2h = x1h >> _S32
+    al, ah = _clmul(x1l & _M32, _K5)
+    x1l = al ^ x2l
+    x1h = ah ^ x2h
+    # Barrett reduction
+    bl, _bh = _clmul(x1l & _M32, _MU)
+    cl, _ch = _clmul(bl & _M32, _P)
+    return ((x1l ^ cl) >> _S32) & _M32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def table_bytes(s, addr, pos, end):
+    """Advance the register ``s`` over the bytes in [pos, end) with the table."""
+    for i in range(pos, end):
+        s = np.uint64(_TABLE[(s ^ np.uint64(_load8(addr + i))) & np.uint64(0xFF)]) ^ (s >> np.uint64(8))
+    return s
+
+
 @njit(cache=True, nogil=True)
 def crc32_kernel(buf, value):
     """zlib.crc32(buf, value) for a uint8 array (PCLMULQDQ folding + table tail)."""
     n = buf.shape[0]
     s = np.uint64(value) ^ _M32  # the register, pre-inverted as zlib does
+    base = buf.ctypes.data
     pos = 0
     if n >= 64:
-        base = buf.ctypes.data
         m = n & ~15
         x1l = _load(base) ^ s
         x1h = _load(base + 8)
@@ -113,29 +159,9 @@ def crc32_kernel(buf, value):
             x3l, x3h = _fold(x3l, x3h, _K1, _K2, _load(p + 32), _load(p + 40))
             x4l, x4h = _fold(x4l, x4h, _K1, _K2, _load(p + 48), _load(p + 56))
             pos += 64
-        x1l, x1h = _fold(x1l, x1h, _K3, _K4, x2l, x2h)
-        x1l, x1h = _fold(x1l, x1h, _K3, _K4, x3l, x3h)
-        x1l, x1h = _fold(x1l, x1h, _K3, _K4, x4l, x4h)
-        while m - pos >= 16:
-            p = base + pos
-            x1l, x1h = _fold(x1l, x1h, _K3, _K4, _load(p), _load(p + 8))
-            pos += 16
-        # 128 -> 64 bits
-        pl, ph = _clmul(x1l, _K4)
-        x1l = x1h ^ pl
-        x1h = ph
-        # 64 -> 32 bits
-        x2l = (x1l >> _S32) | (x1h << _S32)
-        x2h = x1h >> _S32
-        al, ah = _clmul(x1l & _M32, _K5)
-        x1l = al ^ x2l
-        x1h = ah ^ x2h
-        # Barrett reduction
-        bl, _bh = _clmul(x1l & _M32, _MU)
-        cl, _ch = _clmul(bl & _M32, _P)
-        s = ((x1l ^ cl) >> _S32) & _M32
-    for i in range(pos, n):
-        s = np.uint64(_TABLE[(s ^ np.uint64(buf[i])) & np.uint64(0xFF)]) ^ (s >> np.uint64(8))
+        s = fold_finish(x1l, x1h, x2l, x2h, x3l, x3h, x4l, x4h, base, pos, m)
+        pos = m
+    s = table_bytes(s, base, pos, n)
     return (s ^ _M32) & _M32
 
 
@@ -170,19 +196,22 @@ def _self_test() -> bool:
     return True
 
 
+def kernel_ok() -> bool:
+    """True when the kernels may be used (checked against zlib on first call)."""
+    global USE_KERNEL
+    if USE_KERNEL is True:
+        USE_KERNEL = "checked" if _self_test() else False
+    return bool(USE_KERNEL)
+
+
 def crc32(data, value: int = 0) -> int:
     """``zlib.crc32(data, value)``, through the kernel when it is usable."""
-    global USE_KERNEL
     if USE_KERNEL:
         arr = data if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1 else None
         if arr is None:
             mv = memoryview(data)
             if mv.nbytes >= MIN_KERNEL_BYTES and mv.c_contiguous:
                 arr = np.frombuffer(mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv, dtype=np.uint8)
-        if arr is not None and arr.shape[0] >= MIN_KERNEL_BYTES and arr.flags.c_contiguous:
-            if USE_KERNEL is True:
-                USE_KERNEL = _self_test() and "checked"
-                if not USE_KERNEL:  # pragma: no cover - a CPU/compiler surprise
-                    return zlib.crc32(data, value)
+        if arr is not None and arr.shape[0] >= MIN_KERNEL_BYTES and arr.flags.c_contiguous and kernel_ok():
             return int(crc32_kernel(arr, value & 0xFFFFFFFF))
     return zlib.crc32(data, value)

@@ -189,6 +189,8 @@ def merge_chunk(addrs, lens, heads, out):
     MERGED_EVENT_DTYPE array (index fields + ``thread`` + ``seq``). Returns
     fewer than ``len(out)`` only when the merge is done.
     """
+    if addrs.shape[0] == 0:
+        return 0
     if addrs.shape[0] <= SCAN_MAX_THREADS:
         return _merge_scan(addrs, lens, heads, out)
     return _merge_blocks(addrs, lens, heads, out)
