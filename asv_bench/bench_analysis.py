@@ -12,17 +12,18 @@ import tempfile
 from atf2.analysis import intervals, summary
 from atf2.bench.analysis import write_session
 from atf2.export import export_chrome
-from atf2.reader import SessionReader
+from asv_bench.common import sizes
+from atf2.reader import SessionReader as _SessionReader  # underscore: asv would collect SessionReader.time_range as a benchmark
 
 
 class Analysis:
-    params = [1_000_000, 10_000_000]
+    params = sizes(1_000_000, 10_000_000)
     param_names = ["events"]
     timeout = 600
 
     def setup(self, n):
         self.tmp = tempfile.mkdtemp(prefix="atf2-asv-analysis-")
-        self.reader = SessionReader(write_session(os.path.join(self.tmp, "s"), n))
+        self.reader = _SessionReader(write_session(os.path.join(self.tmp, "s"), n))
         summary(self.reader.threads[0].index.events[:1000])  # compile outside the timing
         intervals(self.reader.threads[0].index.events[:1000])
 
@@ -56,13 +57,13 @@ class Analysis:
 
 
 class ExportChrome:
-    params = [1_000_000]
+    params = sizes(1_000_000)
     param_names = ["events"]
     timeout = 600
 
     def setup(self, n):
         self.tmp = tempfile.mkdtemp(prefix="atf2-asv-export-")
-        self.reader = SessionReader(write_session(os.path.join(self.tmp, "s"), n))
+        self.reader = _SessionReader(write_session(os.path.join(self.tmp, "s"), n))
         self.out = os.path.join(self.tmp, "trace.json")
         export_chrome(self.reader.threads[0].index.events[:100], self.out, progress=False)
 

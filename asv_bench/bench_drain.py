@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 
+from asv_bench.common import seconds, size
 from atf2 import session as S
 from atf2.bench.drain import TARGET_RATE, _prefilled_run, _session_run, flood
 
@@ -26,22 +27,22 @@ class DrainThroughput:
         _session_run("flood", 1, 0.05, 0, {})  # load every kernel once
 
     def track_paced_20M_written_per_s(self, producers):
-        return _session_run("paced", producers, 2.0, TARGET_RATE, {})["value"]
+        return _session_run("paced", producers, seconds(2.0), TARGET_RATE, {})["value"]
 
     track_paced_20M_written_per_s.unit = "events/s"
 
     def track_paced_20M_drop_fraction(self, producers):
-        return _session_run("paced", producers, 2.0, TARGET_RATE, {})["drop_fraction"]
+        return _session_run("paced", producers, seconds(2.0), TARGET_RATE, {})["drop_fraction"]
 
     track_paced_20M_drop_fraction.unit = "fraction"
 
     def track_flood_written_per_s(self, producers):
-        return _session_run("flood", producers, 2.0, 0, {})["value"]
+        return _session_run("flood", producers, seconds(2.0), 0, {})["value"]
 
     track_flood_written_per_s.unit = "events/s"
 
     def track_flood_ratio_vs_raw_write(self, producers):
-        return _session_run("flood", producers, 2.0, 0, {})["ratio_vs_raw"]
+        return _session_run("flood", producers, seconds(2.0), 0, {})["ratio_vs_raw"]
 
     track_flood_ratio_vs_raw_write.unit = "ratio"
 
@@ -66,20 +67,20 @@ class DrainFixedWork:
 
         def work():
             ch = sess.register_current_thread()
-            flood(ch.ctrl, ch.index_pool, fid, 0, 4 << 20)
+            flood(ch.ctrl, ch.index_pool, fid, 0, size(4 << 20))
 
         t = threading.Thread(target=work)
         t.start()
         t.join()
         st = S.trace_session_stop()
-        assert st.index.written == 4 << 20, st.index.as_dict()
+        assert st.index.written == size(4 << 20), st.index.as_dict()
 
     def track_drain_only_prefilled_per_s(self):
-        return _prefilled_run(4 << 20)["value"]
+        return _prefilled_run(size(4 << 20))["value"]
 
     track_drain_only_prefilled_per_s.unit = "events/s"
 
     def track_drain_only_ratio_vs_raw_write(self):
-        return _prefilled_run(4 << 20)["ratio_vs_raw"]
+        return _prefilled_run(size(4 << 20))["ratio_vs_raw"]
 
     track_drain_only_ratio_vs_raw_write.unit = "ratio"
