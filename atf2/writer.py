@@ -90,6 +90,18 @@ _pool: Optional[ThreadPoolExecutor] = None
 _pool_lock = threading.Lock()
 
 
+def _forget_pool_after_fork() -> None:
+    # A forked child inherits the executor but not its threads: work submitted
+    # to it would never run. The child makes its own on first use.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _helper_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:

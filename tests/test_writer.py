@@ -455,3 +455,24 @@ def test_crc_kernel_equals_zlib():
     structured = np.zeros(300, dtype=atf2.INDEX_EVENT_DTYPE)
     structured["timestamp_ns"] = np.arange(300) * 12345
     assert crc.crc32(structured.view(np.uint8), 7) == zlib.crc32(structured.tobytes(), 7)
+
+
+def test_pipelined_writes_in_a_forked_child(session_dir, make_events, monkeypatch):
+    """The helper thread pool does not survive fork; a child must get its own."""
+    monkeypatch.setattr(W, "CHUNK_EVENTS", 64)
+    ev = make_events(1000)
+    with ThreadWriter(session_dir, 0) as w:
+        w.write_events(ev)  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            with ThreadWriter(session_dir, 1) as w2:
+                w2.write_events(ev)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with atf2.ThreadReader(os.path.join(session_dir, "thread_1")) as r:
+        assert len(r.index) == 1000 and r.verify()["index"].crc == "ok"
