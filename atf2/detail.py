@@ -20,7 +20,16 @@ from typing import Any, Optional
 
 import numpy as np
 
+import struct
+
 from .layout import (
+    PAYLOAD_F_ARGS_TRUNCATED,
+    PAYLOAD_F_STACK_TRUNCATED,
+    PAYLOAD_HEADER_STRUCT,
+    PAYLOAD_MAX_STACK,
+    PAYLOAD_STACK_ENTRY_STRUCT,
+    PAYLOAD_TAG_STRUCT,
+    PAYLOAD_VAL_UNBOUND,
     CTRL_HOOK_DETAIL,
     CTRL_INDEX_WRITE_POS,
     DETAIL_CALL_CALLABLE,
@@ -66,7 +75,8 @@ class DetailCapture:
         self.encoder = PayloadEncoder(options)
         self.hook_address = capture_hook_detail.address
         self._fids: dict = {}  # code object -> function id (code objects pinned while tracing)
-        self._params: dict = {}  # code object -> parameter names
+        self._info: dict = {}  # code object -> (function id, recorded parameter names, declared count, flag)
+        self._pending: dict = {}  # id(frame) of a running call -> its caller stack (reused at RETURN)
         self._callback = self._capture  # one bound method, kept alive: its address is in the blocks
         self._blocks: list = []  # per-thread call blocks, alive while the session is
         self._k = self.encoder.options.stack_depth
@@ -93,34 +103,76 @@ class DetailCapture:
             self._fids[code] = fid
         return fid
 
+    def _stack(self, frame, fid: int) -> tuple:
+        """(packed caller ids, how many, STACK_TRUNCATED flag or 0, chain) of a frame being called.
+
+        ``chain``: the frame's own id then up to K + 1 callers' (K + 1: to tell
+        truncation). Taken from the calling frame's chain when that call is
+        running under capture (one dict lookup), else by walking ``f_back``.
+        """
+        k = self._k
+        parent = self._pending.get(id(frame.f_back))
+        if parent is not None:
+            chain = ((fid,) + parent[3])[: k + 2]
+        else:
+            fids = [fid]
+            f = frame.f_back
+            get = self._fids.get
+            while f is not None and len(fids) < k + 2:
+                code = f.f_code
+                caller = get(code)
+                fids.append(caller if caller is not None else self._fid(code, f))
+                f = f.f_back
+            chain = tuple(fids)
+        callers = chain[1 : k + 1]
+        return _STACK_STRUCTS[len(callers)].pack(*callers), len(callers), PAYLOAD_F_STACK_TRUNCATED if len(chain) > k + 1 else 0, chain
+
+    def _code_info(self, code, frame) -> tuple:
+        names = code_params(code)
+        kept = names[: self._max_args]
+        info = (self._fid(code, frame), kept, len(names), PAYLOAD_F_ARGS_TRUNCATED if len(kept) < len(names) else 0)
+        self._info[code] = info
+        return info
+
     def _capture(self, frame, kind, value):
-        """(frame, EVENT_*, return value or None) -> payload bytes; called by the hook."""
-        enc = self.encoder
-        if enc.in_repr:
-            return None
+        """(frame, EVENT_*, return value or None) -> payload bytes; called by the hook.
+
+        The hot path of detail capture: one cached lookup per code object,
+        the caller ids computed at CALL and reused at the matching RETURN, one
+        struct pack for the header, the encoder's fast paths for the values.
+        """
         code = frame.f_code
-        fid = self._fid(code, frame)
-        stack = []
-        f = frame.f_back
-        while f is not None and len(stack) < self._k + 1:  # one more: tells "truncated"
-            stack.append(self._fid(f.f_code, f))
-            f = f.f_back
+        info = self._info.get(code)
+        if info is None:
+            info = self._code_info(code, frame)
+        fid, names, nparams, aflag = info
+        value_of = self.encoder.value
         if kind == EVENT_CALL:
-            names = self._params.get(code)
-            if names is None:
-                names = self._params[code] = code_params(code)
+            stack = self._pending[id(frame)] = self._stack(frame, fid)
             if names:
                 local = frame.f_locals
-                args = [local.get(n, UNBOUND) for n in names[: self._max_args]]
+                values = b"".join([_UNBOUND_BYTES if v is _MISSING else value_of(v) for v in map(local.get, names, _MISSINGS)])
             else:
-                args = []
-            return enc.call(fid, args, len(names), stack)
+                values = b""
+            return _HEADER.pack(fid, EVENT_CALL, len(names), stack[1], aflag | stack[2], nparams) + stack[0] + values
+        stack = self._pending.pop(id(frame), None)
+        if stack is None:  # a call that started before capture did
+            stack = self._stack(frame, fid)
         if kind == EVENT_RETURN:
-            return enc.return_(fid, value, stack)
+            return _HEADER.pack(fid, EVENT_RETURN, 1, stack[1], stack[2], 0) + stack[0] + value_of(value)
         # EXCEPTION: CPython stashes the exception away while a profile
         # function runs (3.11 call_trace_protected), so neither the hook nor
         # Python can see it: recorded as type "<unavailable>".
-        return enc.exception(fid, None, None, stack)
+        return _HEADER.pack(fid, EVENT_EXCEPTION, 1, stack[1], stack[2], 0) + stack[0] + self.encoder.exception_value(None, None)
+
+
+_HEADER = struct.Struct(PAYLOAD_HEADER_STRUCT)
+_STACK_STRUCTS = [struct.Struct("<" + PAYLOAD_STACK_ENTRY_STRUCT.lstrip("<") * k) for k in range(PAYLOAD_MAX_STACK + 1)]
+_UNBOUND_BYTES = struct.pack(PAYLOAD_TAG_STRUCT, PAYLOAD_VAL_UNBOUND)
+
+
+_MISSING = object()
+_MISSINGS = [_MISSING] * 256  # map(local.get, names, _MISSINGS): a default per name
 
 
 def _tracing() -> bool:

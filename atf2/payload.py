@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import reprlib
 import struct
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -75,6 +74,11 @@ _FLOAT = struct.Struct(PAYLOAD_FLOAT_STRUCT)
 _BIGINT = struct.Struct(PAYLOAD_BIGINT_STRUCT)
 _TEXT = struct.Struct(PAYLOAD_TEXT_STRUCT)
 _TYPE_NAME = struct.Struct(PAYLOAD_TYPE_NAME_STRUCT)
+
+# Tag and body in one pack (the per-event fast paths)
+_TAG_INT = struct.Struct(PAYLOAD_TAG_STRUCT + PAYLOAD_INT_STRUCT.lstrip("<"))
+_TAG_FLOAT = struct.Struct(PAYLOAD_TAG_STRUCT + PAYLOAD_FLOAT_STRUCT.lstrip("<"))
+_TAG_TEXT = struct.Struct(PAYLOAD_TAG_STRUCT + PAYLOAD_TEXT_STRUCT.lstrip("<"))
 
 # Pre-packed bytes of the body-less tags and of the tag prefixes (the encoder
 # builds a payload as a list of bytes and joins it once).
@@ -226,20 +230,30 @@ class DecodedPayload(NamedTuple):
 
 def type_name(obj: Any) -> str:
     """``module.qualname`` of ``type(obj)`` (bare for builtins), never raising."""
-    t = type(obj)
-    try:
-        name = type.__getattribute__(t, "__qualname__")
-        if type(name) is not str:
-            name = t.__name__
-    except Exception:
-        name = t.__name__  # the C-level name: always a str
-    try:
-        module = type.__getattribute__(t, "__module__")
-    except Exception:
-        module = None
-    if type(module) is str and module != "builtins":
-        return f"{module}.{name}"
-    return name
+    return _class_name_of_type(type(obj))
+
+
+_ATOMS = frozenset({int, float, bool, type(None)})
+_SHORT_TEXT = 64
+
+
+def _shallow(obj: Any, t: type, depth: int = 1) -> bool:
+    """A small builtin container of numbers, short strings and (``depth`` levels of)
+    such containers: its builtin repr is short and runs no user code, so it can
+    skip reprlib (an order of magnitude slower)."""
+    if len(obj) > 16:
+        return False
+    for v in ((*obj.keys(), *obj.values()) if t is dict else obj):
+        tv = type(v)
+        if tv in _ATOMS:
+            if tv is int and not -(10**18) < v < 10**18:
+                return False
+        elif tv is str or tv is bytes:
+            if len(v) > _SHORT_TEXT:
+                return False
+        elif not (depth and tv in _REPRLIB_TYPES and _shallow(v, tv, depth - 1)):
+            return False
+    return True
 
 
 def _cut_utf8(data: bytes, cap: int) -> bytes:
@@ -275,10 +289,10 @@ def _safe_str(exc: BaseException) -> str:
 class PayloadEncoder:
     """Builds payload bytes; remembers which types have a slow repr.
 
-    One encoder serves a whole session (every thread): the skip list is a set
-    (adding to it is atomic under the GIL). ``repr`` calls made by the encoder
-    are marked in a thread-local flag so a capture callback can tell its own
-    re-entry (``in_repr``) apart from the program's calls.
+    One encoder serves a whole session (every thread): the skip list and the
+    type-name cache are a set and a dict (updates are atomic under the GIL).
+    Called from a profile hook, user code run by ``repr`` is never traced
+    (CPython suspends profiling while a profile function runs).
     """
 
     def __init__(self, options: Optional[PayloadOptions] = None):
@@ -291,33 +305,34 @@ class PayloadEncoder:
         r.maxlong = r.maxstring
         self._reprlib = r
         self.slow_types: set = set()
-        self._local = threading.local()
-
-    @property
-    def in_repr(self) -> bool:
-        return getattr(self._local, "active", False)
+        self._type_prefixes: dict = {}
+        self._object_heads: dict = {}  # type -> tag OBJECT + its packed name
 
     # -- values -------------------------------------------------------------
 
     def value(self, obj: Any) -> bytes:
         """The typed-value bytes (tag + body) of one Python value."""
         t = type(obj)
-        if obj is None:
-            return _B_NONE
-        if t is bool:
-            return _B_TRUE if obj else _B_FALSE
         if t is int:
             if _INT64_MIN <= obj <= _INT64_MAX:
-                return _B_INT + _INT.pack(obj)
+                return _TAG_INT.pack(PAYLOAD_VAL_INT, obj)
             return self._bigint(obj)
-        if t is float:
-            return _B_FLOAT + _FLOAT.pack(obj)
+        if obj is None:
+            return _B_NONE
         if t is str:
-            return _TAG.pack(PAYLOAD_VAL_STR) + _text(obj, self.options.text_cap)
-        if t is bytes:
             cap = self.options.text_cap
-            kept = obj[:cap]
-            return _TAG.pack(PAYLOAD_VAL_BYTES) + _TEXT.pack(min(len(obj), PAYLOAD_U32_MAX), len(kept)) + kept
+            if len(obj) <= cap:
+                data = obj.encode("utf-8", "surrogatepass")
+                if len(data) <= cap:
+                    return _TAG_TEXT.pack(PAYLOAD_VAL_STR, len(obj), len(data)) + data
+            return _TAG.pack(PAYLOAD_VAL_STR) + _text(obj, cap)
+        if t is bool:
+            return _B_TRUE if obj else _B_FALSE
+        if t is float:
+            return _TAG_FLOAT.pack(PAYLOAD_VAL_FLOAT, obj)
+        if t is bytes:
+            kept = obj[: self.options.text_cap]
+            return _TAG_TEXT.pack(PAYLOAD_VAL_BYTES, min(len(obj), PAYLOAD_U32_MAX), len(kept)) + kept
         return self._object(obj)
 
     def _bigint(self, obj: int) -> bytes:
@@ -327,26 +342,41 @@ class PayloadEncoder:
         # str(obj) would be quadratic (and refused past 4300 digits): record the size.
         return _type_text(PAYLOAD_VAL_REPR_SKIPPED, "int", f"int of {obj.bit_length()} bits", self.options.repr_cap)
 
+    def _type_prefix(self, t: type, tname: "str | None" = None) -> bytes:
+        """Packed type name of ``t`` (cached per type: names do not change per value)."""
+        prefix = self._type_prefixes.get(t)
+        if prefix is None:
+            name = _cut_utf8((tname or _class_name_of_type(t)).encode("utf-8", "surrogatepass"), PAYLOAD_U16_MAX)
+            prefix = _TYPE_NAME.pack(len(name)) + name
+            if len(self._type_prefixes) < 4096:
+                self._type_prefixes[t] = prefix
+        return prefix
+
     def _object(self, obj: Any) -> bytes:
         t = type(obj)
         cap = self.options.repr_cap
-        tname = type_name(obj)
         if t in self.slow_types:
-            return _type_text(PAYLOAD_VAL_REPR_SKIPPED, tname, "slow repr", cap)
-        local = self._local
-        local.active = True
+            return _TAG.pack(PAYLOAD_VAL_REPR_SKIPPED) + self._type_prefix(t) + _text("slow repr", cap)
         start = time.perf_counter_ns()
         try:
-            text = self._reprlib.repr(obj) if t in _REPRLIB_TYPES else repr(obj)
+            text = self._reprlib.repr(obj) if t in _REPRLIB_TYPES and not _shallow(obj, t) else repr(obj)
             if type(text) is not str:  # repr() allows a str subclass: take its plain value
                 text = str.__str__(text)
         except Exception as err:
-            return _type_text(PAYLOAD_VAL_REPR_FAILED, tname, f"{type_name(err)}: {_safe_str(err)}", cap)
+            return _TAG.pack(PAYLOAD_VAL_REPR_FAILED) + self._type_prefix(t) + _text(f"{type_name(err)}: {_safe_str(err)}", cap)
         finally:
-            local.active = False
             if time.perf_counter_ns() - start > self.options.slow_repr_ns:
                 self.slow_types.add(t)
-        return _type_text(PAYLOAD_VAL_OBJECT, tname, text, cap)
+        head = self._object_heads.get(t)
+        if head is None:
+            head = _TAG.pack(PAYLOAD_VAL_OBJECT) + self._type_prefix(t)
+            if len(self._object_heads) < 4096:
+                self._object_heads[t] = head
+        if len(text) <= cap:
+            data = text.encode("utf-8", "surrogatepass")
+            if len(data) <= cap:
+                return head + _TEXT.pack(len(text), len(data)) + data
+        return head + _text(text, cap)
 
     def exception_value(self, exc_type: Any, exc_value: Any) -> bytes:
         """The EXCEPTION value: the exception's type name and its (bounded) message."""
@@ -357,11 +387,7 @@ class PayloadEncoder:
         else:
             tname = type_name(exc_value)
         if isinstance(exc_value, BaseException):
-            self._local.active = True
-            try:
-                message = _safe_str(exc_value)
-            finally:
-                self._local.active = False
+            message = _safe_str(exc_value)
         elif exc_value is None:
             message = ""
         else:  # Python 3.11's profile hook may hand over the value unnormalized
@@ -405,6 +431,21 @@ class PayloadEncoder:
     def exception(self, function_id: int, exc_type: Any, exc_value: Any, stack: Sequence[int] = ()) -> bytes:
         """EXCEPTION payload: the exception's type name and message."""
         return self._frame(function_id, EVENT_EXCEPTION, [self.exception_value(exc_type, exc_value)], stack, 0, 0)
+
+
+def _class_name_of_type(t: type) -> str:
+    """``module.qualname`` of a type (bare for builtins), never raising."""
+    try:
+        name = type.__getattribute__(t, "__qualname__")
+        if type(name) is not str:
+            name = t.__name__
+    except Exception:
+        name = t.__name__
+    try:
+        module = type.__getattribute__(t, "__module__")
+    except Exception:
+        module = None
+    return f"{module}.{name}" if type(module) is str and module != "builtins" else name
 
 
 def _class_name(cls: type) -> str:

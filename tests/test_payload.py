@@ -369,3 +369,11 @@ def test_examples_of_the_spec_page_are_byte_exact():
         "03 00 00 00 01 00 00 00 03 01 00 00 00 00 00 00 "
         "0b 0a 00 56 61 6c 75 65 45 72 72 6f 72 03 00 00 00 03 00 00 00 62 61 64"
     )
+
+
+def test_small_shallow_containers_keep_their_exact_repr():
+    for value in ({"name": "x", "tags": ["a", "b", "3"]}, (1.5, "abc"), [None, True, 2], {1, 2}):
+        got = roundtrip(value)
+        assert got.status == "repr" and got.text == repr(value)
+    deep = [[[[1]]]]  # deeper than the shallow check: reprlib's bounded form
+    assert roundtrip(deep).text == "[[[[...]]]]"
