@@ -1,6 +1,7 @@
 """asv: ThreadWriter and reader throughput.
 
-``time_*`` time fixed work on 2M-event files (asv repeats them); ``track_*``
+``time_*`` time fixed work on 2M-event files (asv repeats them; tiny sizes in
+smoke mode, see ``common.py``); ``track_*``
 report the figures of ``python -m atf2.bench.io`` with their same-run
 references (raw write, raw mmap scan, heapq), at the issue's full sizes.
 """
@@ -11,11 +12,14 @@ import tempfile
 
 import numpy as np
 
-from atf2 import IndexReader, SessionReader, ThreadWriter
+from asv_bench.common import SMOKE, size
+from atf2 import IndexReader as _IndexReader
+from atf2 import SessionReader as _SessionReader
+from atf2 import ThreadWriter as _ThreadWriter
 from atf2.bench import io as B
 from atf2.kernels.decode import scan_index
 
-N = 2_000_000
+N = size(2_000_000, smoke=4_000)
 
 
 class WriteRead:
@@ -24,36 +28,36 @@ class WriteRead:
     def setup(self):
         self.root = tempfile.mkdtemp(prefix="atf2-asv-io-")
         self.events = B.make_events(N)
-        with ThreadWriter(self.root, 0) as w:
+        with _ThreadWriter(self.root, 0) as w:
             w.write_events(self.events)
         self.path = os.path.join(self.root, "thread_0", "index.atf")
-        self.reader = IndexReader(self.path)
+        self.reader = _IndexReader(self.path)
         scan_index(self.reader.events)
         rng = np.random.default_rng(1)
-        self.positions = rng.integers(0, N, 100_000)
+        self.positions = rng.integers(0, N, size(100_000, smoke=1_000))
         self.as_list = self.positions.tolist()
 
     def teardown(self):
         self.reader.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def time_write_2M(self):
+    def time_write(self):
         d = os.path.join(self.root, "w")
-        with ThreadWriter(d, 0) as w:
-            for lo in range(0, N, 500_000):
-                w.write_events(self.events[lo : lo + 500_000])
+        with _ThreadWriter(d, 0) as w:
+            for lo in range(0, N, N // 4):
+                w.write_events(self.events[lo : lo + N // 4])
         shutil.rmtree(d)
 
-    def time_open_and_scan_2M(self):
-        with IndexReader(self.path) as r:
+    def time_open_and_scan(self):
+        with _IndexReader(self.path) as r:
             scan_index(r.events)
 
-    def time_getitem_100k(self):
+    def time_getitem(self):
         get = self.reader.__getitem__
         for i in self.as_list:
             get(i)
 
-    def time_take_100k(self):
+    def time_take(self):
         self.reader.take(self.positions)
 
 
@@ -65,20 +69,20 @@ class Merge:
         from atf2.manifest import write_manifest
 
         for t in range(4):
-            with ThreadWriter(self.root, t) as w:
+            with _ThreadWriter(self.root, t) as w:
                 w.write_events(B.make_events(N // 4, thread_id=t, seed=10 + t, stride=4))
         write_manifest(self.root, {"format_version": "2.1", "threads": [{"id": t} for t in range(4)]})
-        self.session = SessionReader(self.root)
+        self.session = _SessionReader(self.root)
         self.session.merged(chunk_size=10).__next__()
 
     def teardown(self):
         self.session.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def time_merged_4x500k(self):
+    def time_merged_4_threads(self):
         self.session.merged()
 
-    def time_merged_chunked_4x500k(self):
+    def time_merged_4_threads_chunked(self):
         for _ in self.session.merged(chunk_size=1 << 16):
             pass
 
@@ -91,7 +95,7 @@ class Figures:
     repeat = 1
 
     def setup_cache(self):
-        return {row["name"]: row for row in B.run(quick=False)}
+        return {row["name"]: row for row in B.run(quick=False, events=2_000 if SMOKE else None)}
 
     def track_write_events_per_s(self, rows):
         return rows["write"]["value"]

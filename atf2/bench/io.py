@@ -218,17 +218,18 @@ def bench_merge(directory: str, threads: int, per_thread: int, reps: int) -> dic
     }
 
 
-def run(quick: bool = False) -> list:
-    n = 500_000 if quick else 10_000_000
+def run(quick: bool = False, events: "int | None" = None) -> list:
+    """All figures; ``events`` overrides the size (10M, or 500k when ``quick``)."""
+    n = events or (500_000 if quick else 10_000_000)
     batch = min(1_000_000, n)
-    reps = 2 if quick else 3
+    reps = 2 if quick or events else 3
     root = tempfile.mkdtemp(prefix="atf2-bench-io-")
     rows = []
     try:
         rows.append(bench_write(root, n, batch, reps))
         path = os.path.join(root, "thread_0", "index.atf")
         rows.append(bench_read_scan(path, reps))
-        rows.extend(bench_random_access(path, 50_000 if quick else 1_000_000, reps))
+        rows.extend(bench_random_access(path, min(n, 50_000 if quick else 1_000_000), reps))
         shutil.rmtree(os.path.join(root, "thread_0"), ignore_errors=True)
         rows.append(bench_merge(root, 4, n // 4, reps))
     finally:
