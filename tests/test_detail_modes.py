@@ -208,7 +208,8 @@ def test_flight_pre_roll_clipped_to_what_is_held(tmp_path):
                      detail_ring_bytes=4096, detail_spare_rings=1)
     with SessionReader(path) as r:
         (w,) = r.manifest["windows"]
-        assert w["pre_roll_clipped"] and 0 < w["pre_roll_events"] < 100_000
+        # how much is still held depends on when the drain ran: anything from 0 up
+        assert w["pre_roll_clipped"] and w["pre_roll_events"] < 100_000
         t = r.thread(0)
         linked = check_links(t)
         assert linked == list(range(w["start_index_seq"], w["end_index_seq"] + 1))
