@@ -272,7 +272,9 @@ def _warm_up() -> None:
     table_lookup(table, 1, 16)
     table_rehash(table, new_table(4), 3)
     first_event_depth(np.uint64(0), 0)
-    if not _PY312:
+    # .compile() takes Numba's lock even when the work is done: ask only once
+    # (a forked child may inherit that lock held by a thread that no longer exists).
+    if not _PY312 and not set_profile_other_threads.signatures:
         set_profile_other_threads.compile("(int64, int64)")
 
 
@@ -369,3 +371,57 @@ if hasattr(sys.modules["os"], "register_at_fork"):
 
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
+
+
+def measure_event_cost_ns(events: int = 20000, repeat: int = 5) -> float:
+    """What one traced event costs this process, in ns (hook + CPython's profiling), best of ``repeat``.
+
+    Runs a small recursive workload untraced and with ``capture_hook`` writing
+    into a private ring (no session, no files), outside any active tracing.
+    Used by ``atf2 record`` to estimate the overhead a recording added.
+    """
+    import time
+
+    from .rings import RingConfig, ThreadChannel
+    from .symbols import SymbolTable
+
+    if _active is not None:
+        raise SessionStateError("cannot calibrate while tracing is active")
+
+    def recurse(n):
+        return 0 if n == 0 else recurse(n - 1) + 1
+
+    depth = 50
+    rounds = max(1, events // (2 * (depth + 1)))
+    channel = ThreadChannel(0, RingConfig(ring_capacity=1 << 14, ring_count=2, detail=False), 0, "calibration")
+
+    class _Private:  # the two things Tracer needs of a session
+        symbols = SymbolTable()
+
+        @staticmethod
+        def register_current_thread():
+            return channel
+
+    tracer = Tracer(_Private())
+    tracer.active = True
+    previous = sys.getprofile()
+    best_plain = best_traced = float("inf")
+    try:
+        for _ in range(repeat):
+            t0 = time.perf_counter_ns()
+            for _ in range(rounds):
+                recurse(depth)
+            best_plain = min(best_plain, time.perf_counter_ns() - t0)
+            tracer._ctrls.clear()
+            tracer._prepare(channel.ctrl, 0)
+            _set_profile(capture_hook.address, id(channel.ctrl))
+            t0 = time.perf_counter_ns()
+            for _ in range(rounds):
+                recurse(depth)
+            elapsed = time.perf_counter_ns() - t0
+            _set_profile(None, None)
+            best_traced = min(best_traced, elapsed)
+    finally:
+        _set_profile(None, None)
+        _restore_profile(previous)
+    return max(0.0, (best_traced - best_plain) / (rounds * 2 * (depth + 1)))
