@@ -61,6 +61,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
+from numba.core.compiler_lock import global_compiler_lock
 
 from .drain import Drain, file_size
 from .errors import AtfV2Error, SessionStateError, WriteError
@@ -111,7 +112,10 @@ class _ThreadExitSentinel:
     def __del__(self):
         session = self.session_ref()
         if session is not None:
-            session._channel_ended(self.channel)
+            try:
+                session._channel_ended(self.channel)
+            except Exception:  # interpreter shutdown: modules half torn down, atexit already stopped it
+                pass
 
 
 class Session:
@@ -337,7 +341,10 @@ class Session:
         self._channel_ended(channel)
 
     def _channel_ended(self, channel: ThreadChannel) -> None:
-        if self._status != STATUS_RECORDING or channel.exited.is_set():
+        # In a forked child the parent's other threads "end" while the child
+        # is being set up (before the session is disabled): ignore them, and
+        # touch no lock the parent may have held.
+        if os.getpid() != self.pid or self._status != STATUS_RECORDING or channel.exited.is_set():
             return
         channel.ctrl[CTRL_ENABLED] = 0
         if int(channel.ctrl[CTRL_STATE]) == CHANNEL_ACTIVE:
@@ -672,8 +679,21 @@ def _stop_at_exit() -> None:
         session.stop()
 
 
+def _before_fork() -> None:
+    # Numba's compiler lock is process-wide. A child forked while another
+    # thread (the drain, a producer) is compiling or loading a kernel would
+    # inherit it held by a thread that does not exist there, and hang at its
+    # first dispatch that needs it. Holding it across fork() avoids that.
+    global_compiler_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    global_compiler_lock.release()
+
+
 def _after_fork_in_child() -> None:
     global _LOCK
+    global_compiler_lock.release()
     _LOCK = threading.RLock()
     session = _ACTIVE
     if session is not None:
@@ -683,4 +703,4 @@ def _after_fork_in_child() -> None:
 
 atexit.register(_stop_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 
@@ -298,6 +299,11 @@ def test_fork_child_never_writes_parent_files(tmp_path):
     d = tmp_path / "s"
     with atf2.trace_session(d, flush_interval=0.005) as s:
         atf2.emit("parent", 1)
+        # another registered thread alive at fork time: it does not exist in the child
+        release = threading.Event()
+        helper = threading.Thread(target=lambda: (atf2.emit("helper", 1), release.wait()))
+        helper.start()
+        wait_until(lambda: len(s.channels()) == 2)
         pid = os.fork()
         if pid == 0:  # child
             code = 0
@@ -314,11 +320,14 @@ def test_fork_child_never_writes_parent_files(tmp_path):
                 code |= 4
             os._exit(code)
         _, status = os.waitpid(pid, 0)
+        release.set()
+        helper.join()
         assert os.waitstatus_to_exitcode(status) == 0
         atf2.emit("parent", 2)
     with SessionReader(d) as r:
-        assert r.event_count() == 2
+        assert r.event_count() == 3
         assert [r.symbol_name(f) for f in r.thread(0).index.events["function_id"]] == ["parent", "parent"]
+        assert [r.symbol_name(f) for f in r.thread(1).index.events["function_id"]] == ["helper"]
     with SessionReader(str(d) + "-child") as r:
         assert r.event_count() == 1
     assert s.get_stats().status == "complete"
