@@ -15,7 +15,7 @@ from atf2.bench import detail as _bench
 
 
 def _records():
-    return size(2000)
+    return size(2000, smoke=300)  # smoke: below 2000, so the plain bench runs quick
 
 
 class DetailOverhead:
