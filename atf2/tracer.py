@@ -49,6 +49,7 @@ from .kernels.hook import (
     bootstrap_hook,
     c_function_key,
     capture_hook,
+    capture_hook_c_calls,
     first_event_depth,
     set_profile_other_threads,
 )
@@ -66,9 +67,10 @@ if _PY312:
     _set_profile_all.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     _set_profile_all.restype = None
 
-# capture_hook called from Python (first event of a thread started later)
+# the hook called from Python (first event of a thread started later); this
+# variant handles every event kind, C calls according to the control block
 _call_capture_hook = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.py_object, ctypes.c_int, ctypes.py_object)(
-    capture_hook.address
+    capture_hook_c_calls.address
 )
 _EVENT_CODES = {
     "call": PY_TRACE_CALL,
@@ -126,7 +128,10 @@ class Tracer:
         self._prev_threading_profile = None
         # issue 5: sessions capturing Python details install the detail variant of the hook
         self.detail = getattr(session, "detail_capture", None)
-        self.hook_address = capture_hook.address if self.detail is None else self.detail.hook_address
+        if self.detail is not None:
+            self.hook_address = self.detail.hook_address
+        else:  # C-function events cost nothing unless recorded: two hook variants
+            self.hook_address = capture_hook_c_calls.address if self.c_calls else capture_hook.address
 
     # ----------------------------------------------------------- slow paths
     def _register(self, subject) -> int:
