@@ -35,7 +35,10 @@ class SymbolTable:
     """Thread-safe, append-only map between functions and their ids."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        # Re-entrant: under the lock ``register`` calls ``Symbol(...)``, Python
+        # code; when the thread is traced with detail capture, that call runs
+        # the capture hook, which registers the code object here again.
+        self._lock = threading.RLock()
         self._module_ids: dict[str, int] = {}
         self._module_paths: dict[int, str] = {}
         self._module_counts: dict[int, int] = {}
