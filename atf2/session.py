@@ -295,6 +295,11 @@ class Session:
             raise SessionStateError(f"session is {self._status}: cannot register a thread", self.session_dir)
         thread = threading.current_thread()
         with self._lock:
+            # again under the lock: a stop() that ran while we waited for it
+            # has disabled and finalized every channel it saw; one added now
+            # would never be drained nor finalized
+            if self._status != STATUS_RECORDING:
+                raise SessionStateError(f"session is {self._status}: cannot register a thread", self.session_dir)
             n = len(self._channels)
             ch = ThreadChannel(n, self.config, threading.get_native_id(), thread.name)
             try:

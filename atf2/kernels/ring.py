@@ -33,6 +33,7 @@ from numba.extending import intrinsic
 from ..clock import ticks
 from ..layout import (
     CTRL_DETAIL_ACTIVE_END,
+    CTRL_ENABLED,
     CTRL_DETAIL_ACTIVE_RING,
     CTRL_DETAIL_DROPS,
     CTRL_DETAIL_HIGH_WATER,
@@ -309,11 +310,19 @@ def detail_ring_push(ctrl, dwords, dbytes, index_pos, event_type, flags, payload
 
 @njit(cache=True, nogil=True)
 def emit_one(ctrl, pool, function_id, kind_depth) -> None:
+    # Tested here, not only by the caller: between the caller's Python-level
+    # test and this push, stop() may have closed the lane (a record pushed
+    # after the drain's final pass would be recorded but neither written nor
+    # counted as dropped).
+    if ctrl[CTRL_ENABLED] == 0:
+        return
     index_ring_push(ctrl, pool, ticks(), function_id, kind_depth)
 
 
 @njit(cache=True, nogil=True)
 def emit_one_detail(ctrl, pool, dwords, dbytes, function_id, kind_depth, event_type, payload) -> bool:
+    if ctrl[CTRL_ENABLED] == 0:  # as in emit_one
+        return False
     ts = ticks()
     stored = detail_ring_push(
         ctrl, dwords, dbytes, ctrl[CTRL_INDEX_WRITE_POS], event_type, 0, payload, 0, payload.shape[0]
@@ -326,6 +335,8 @@ def emit_one_detail(ctrl, pool, dwords, dbytes, function_id, kind_depth, event_t
 def emit_many(ctrl, pool, dwords, dbytes, function_ids, kinds, depths, timestamps_ns, use_ns,
               has_detail, detail_types, payload, offsets) -> None:
     """Push a batch; row i's detail (if has_detail[i]) is payload[offsets[i]:offsets[i+1]]."""
+    if ctrl[CTRL_ENABLED] == 0:  # as in emit_one
+        return
     for i in range(function_ids.shape[0]):
         kd = make_kind_depth(kinds[i], depths[i])
         if use_ns:
