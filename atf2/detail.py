@@ -1,12 +1,15 @@
 """Python detail capture for ``detail="always"`` and ``detail="flight"`` sessions.
 
-``DetailCapture`` is what the detail variant of the capture hook
-(``atf2.kernels.detail_hook``) calls on every Python CALL and RETURN of a
-traced thread: it turns the frame into a payload (``atf2.payload``): the
-function id, the first arguments read from the frame, the return value, the
-ids of up to K callers. The hook pushes the bytes into the thread's detail
-arena; the index lane is the hook's as usual. With ``detail="off"`` none of
-this is installed and the index-only hook runs unchanged.
+The detail variant of the capture hook (``atf2.kernels.detail_hook``)
+builds the payload of every Python CALL, RETURN and EXCEPTION of a traced
+thread in nopython code (``atf2/PAYLOAD.md``: the function id, the first
+arguments read from the frame, the return value or the exception, the ids of
+up to K callers) and pushes it into the thread's detail arena; the index
+lane is the hook's as usual. ``DetailCapture`` is its Python side: the
+per-thread blocks it reads, the code-info table, and the callbacks it falls
+back to (first sight of a code object, values other than the inline kinds,
+exceptions). With ``detail="off"`` none of this is installed and the
+index-only hook runs unchanged.
 
 ``mark(reason)``: a flight-recorder trigger from the program. When the
 session traces Python, the call of ``mark`` is itself the marker event (its
@@ -16,43 +19,66 @@ same CALL/RETURN pair explicitly.
 
 from __future__ import annotations
 
+import ctypes
+import struct
+import sys
+import threading
 from typing import Any, Optional
 
 import numpy as np
 
-import struct
-
 from .layout import (
-    PAYLOAD_F_ARGS_TRUNCATED,
-    PAYLOAD_F_STACK_TRUNCATED,
-    PAYLOAD_HEADER_STRUCT,
-    PAYLOAD_MAX_STACK,
-    PAYLOAD_STACK_ENTRY_STRUCT,
-    PAYLOAD_TAG_STRUCT,
-    PAYLOAD_VAL_UNBOUND,
+    CTRL_DETAIL_RING_BYTES,
     CTRL_HOOK_DETAIL,
     CTRL_INDEX_WRITE_POS,
-    DETAIL_CALL_CALLABLE,
-    DETAIL_CALL_KIND_OBJS,
+    DETAIL_CALL_ARGS_FN,
+    DETAIL_CALL_EXC_FN,
+    DETAIL_CALL_EXC_TYPE,
+    DETAIL_CALL_EXC_VALUE,
+    DETAIL_CALL_EXC_FRAME,
+    DETAIL_CALL_FALSE,
+    DETAIL_CALL_FRAME_OFFSET,
+    DETAIL_CALL_INFO_FN,
+    DETAIL_CALL_INFO_MASK,
+    DETAIL_CALL_INFO_TABLE,
+    DETAIL_CALL_LOCALS_OFFSET,
     DETAIL_CALL_NONE,
+    DETAIL_CALL_SCRATCH,
+    DETAIL_CALL_SCRATCH_BYTES,
     DETAIL_CALL_SLOTS,
+    DETAIL_CALL_STACK_DEPTH,
+    DETAIL_CALL_T_BYTES,
+    DETAIL_CALL_T_CELL,
+    DETAIL_CALL_T_FLOAT,
+    DETAIL_CALL_T_INT,
+    DETAIL_CALL_T_STR,
+    DETAIL_CALL_TEXT_CAP,
+    DETAIL_CALL_TRUE,
+    DETAIL_CALL_TYPE_OFFSET,
+    DETAIL_CALL_VALUE_FN,
     DETAIL_FUNCTION_CALL,
+    DETAIL_INFO_NPARAMS_SHIFT,
+    DETAIL_INFO_TRUNCATED,
     DETAIL_PAYLOAD_VERSION,
     EVENT_CALL,
-    EVENT_EXCEPTION,
     EVENT_RETURN,
+    PAYLOAD_TAG_STRUCT,
+    PAYLOAD_U32_MAX,
+    PAYLOAD_VAL_UNBOUND,
 )
-from .payload import UNBOUND, PayloadEncoder, PayloadOptions, code_params
+from .payload import PayloadEncoder, PayloadOptions, code_params
 
 DETAIL_MODES = ("off", "always", "flight")
 
 
 def parse_detail_mode(detail: Any) -> "tuple[bool, str]":
-    """(detail lane on, mode) from a session's ``detail`` option.
+    """(detail lane allocated at registration, mode) from a session's ``detail`` option.
 
-    "off" / False: no detail lane. "always" / "flight": the lane, Python
-    arguments captured. True (the historical default): the lane for explicit
-    ``emit(detail=...)`` only, no Python capture (mode "emit").
+    "off" (the default): no detail lane; a thread gets one lazily on its
+    first explicit ``emit(..., detail=...)``. False: no detail lane at all
+    (an explicit detail is refused). "always" / "flight": the lane, Python
+    arguments captured. True: the lane for explicit details only, allocated
+    for every thread at registration, no Python capture (mode "emit").
     """
     if detail is True:
         return True, "emit"
@@ -65,109 +91,204 @@ def parse_detail_mode(detail: Any) -> "tuple[bool, str]":
     raise AtfV2Error(f"invalid detail={detail!r}: one of 'off', 'always', 'flight' (or a bool)")
 
 
+# -- where CPython 3.11/3.12 keep a running frame's parameters ------------------
+
+#: Python versions whose frame layout the hook may read (verified at first use by a probe)
+_FRAME_LAYOUT_VERSIONS = ((3, 11), (3, 12))
+_OBJECT_HEAD_SIZE = object.__basicsize__
+_TYPE_OFFSET = _OBJECT_HEAD_SIZE - 8  # ob_type: the last word of PyObject_HEAD
+_offsets: "Optional[tuple]" = None
+
+
+def _word(address: int) -> int:
+    return ctypes.c_uint64.from_address(address).value
+
+
+def _probe_frame(a, b, c):
+    return _find_locals(sys._getframe(), a, b, c)
+
+
+def _find_locals(frame, a, b, c) -> "tuple[int, int]":
+    """(offset of the interpreter-frame pointer in a frame object, offset of its
+    argument slots), or (0, 0) when this interpreter does not match the layout.
+
+    PyFrameObject is PyObject_HEAD, f_back, f_frame in 3.11 and 3.12 (private
+    struct, Include/internal/pycore_frame.h); the interpreter frame's
+    ``localsplus`` array starts with the parameters in ``co_varnames`` order.
+    Rather than spelling the 3.11 (64) and 3.12 (72) offsets of
+    ``localsplus``, find three known argument objects in a running frame.
+    """
+    frame_offset = _OBJECT_HEAD_SIZE + 8
+    iframe = _word(id(frame) + frame_offset)
+    if iframe == 0:
+        return 0, 0
+    for offset in range(16, 160, 8):
+        if _word(iframe + offset) == id(a) and _word(iframe + offset + 8) == id(b) and _word(iframe + offset + 16) == id(c):
+            return frame_offset, offset
+    return 0, 0
+
+
+def frame_offsets() -> "tuple[int, int]":
+    """(frame offset, locals offset) for the hook, (0, 0) to read parameters through Python."""
+    global _offsets
+    if _offsets is None:
+        found = (0, 0)
+        if sys.version_info[:2] in _FRAME_LAYOUT_VERSIONS and _word(id(1.5) + _TYPE_OFFSET) == id(float):
+            probes = (object(), object(), object())
+            found = _probe_frame(*probes)
+            # a second, independent probe: the offsets must agree
+            if found != _probe_frame(object(), object(), object()):
+                found = (0, 0)
+        _offsets = found
+    return _offsets
+
+
 class DetailCapture:
-    """Builds the payload of each traced Python event; one per session."""
+    """Per-session state of the detail hook: code-info table, fallback callables, per-thread blocks.
+
+    The hook (``atf2.kernels.detail_hook``) builds payloads itself; Python is
+    called only for the first event of each code object (``code_info``), for
+    values it does not encode inline (``PayloadEncoder.value``), for exceptions
+    (``PayloadEncoder.exception_value``), and for CALL values when the frame
+    layout is unknown (``call_values``).
+    """
 
     def __init__(self, symbols, options: Optional[PayloadOptions] = None):
-        from .kernels.detail_hook import capture_hook_detail
+        from .kernels.codetable import new_table
+        from .kernels.detail_hook import bootstrap_hook_detail, capture_hook_detail, exception_trace_hook
 
         self.symbols = symbols
         self.encoder = PayloadEncoder(options)
         self.hook_address = capture_hook_detail.address
-        self._fids: dict = {}  # code object -> function id (code objects pinned while tracing)
-        self._info: dict = {}  # code object -> (function id, recorded parameter names, declared count, flag)
-        self._pending: dict = {}  # id(frame) of a running call -> its caller stack (reused at RETURN)
-        self._callback = self._capture  # one bound method, kept alive: its address is in the blocks
-        self._blocks: list = []  # per-thread call blocks, alive while the session is
-        self._k = self.encoder.options.stack_depth
+        self.bootstrap_address = bootstrap_hook_detail.address
+        self.trace_address = exception_trace_hook.address
+        self.frame_offset, self.locals_offset = frame_offsets()
+        # Bound methods are created per attribute access: the blocks hold raw
+        # addresses, so keep one of each alive for the session.
+        self._value_fn = self.encoder.value
+        self._exception_fn = self.encoder.exception_value
+        self._info_fn = self.code_info
+        self._args_fn = self.call_values
+        self._lock = threading.Lock()
+        self._capacity = 1024
+        self._table = new_table(self._capacity)
+        self._count = 0
+        self._old_tables: list = []
+        self._pinned: list = []  # code objects whose addresses are table keys
+        self._names: dict = {}  # code object -> recorded parameter names (call_values)
+        self._blocks: list = []  # per-thread blocks and scratch buffers, alive while the session is
         self._max_args = self.encoder.options.max_args
 
+    # -- per thread ------------------------------------------------------------
+
     def prepare(self, ctrl: np.ndarray) -> None:
-        """Give a thread's control block its detail call block (tracer, per thread)."""
+        """Give a thread's control block its detail block (tracer, in that thread).
+
+        Also installs the exception trace hook on the calling thread, unless
+        a trace function (a debugger, coverage) is already there: that one
+        is left alone, and the thread's EXCEPTION payloads say "<unavailable>".
+        """
+        scratch = np.zeros(max(4096, int(ctrl[CTRL_DETAIL_RING_BYTES])), dtype=np.uint8)
         block = np.zeros(DETAIL_CALL_SLOTS, dtype=np.uint64)
-        for i, kind in enumerate((EVENT_CALL, EVENT_RETURN, EVENT_EXCEPTION)):
-            block[DETAIL_CALL_KIND_OBJS + i] = id(kind)  # small ints: cached, never freed
         block[DETAIL_CALL_NONE] = id(None)
-        block[DETAIL_CALL_CALLABLE] = id(self._callback)
-        self._blocks.append(block)
+        block[DETAIL_CALL_TRUE] = id(True)
+        block[DETAIL_CALL_FALSE] = id(False)
+        block[DETAIL_CALL_T_INT] = id(int)
+        block[DETAIL_CALL_T_FLOAT] = id(float)
+        block[DETAIL_CALL_T_STR] = id(str)
+        block[DETAIL_CALL_T_BYTES] = id(bytes)
+        block[DETAIL_CALL_T_CELL] = id(_CELL_TYPE)
+        block[DETAIL_CALL_VALUE_FN] = id(self._value_fn)
+        block[DETAIL_CALL_INFO_FN] = id(self._info_fn)
+        block[DETAIL_CALL_ARGS_FN] = id(self._args_fn)
+        block[DETAIL_CALL_EXC_FN] = id(self._exception_fn)
+        block[DETAIL_CALL_SCRATCH] = scratch.ctypes.data
+        block[DETAIL_CALL_SCRATCH_BYTES] = scratch.size
+        block[DETAIL_CALL_LOCALS_OFFSET] = self.locals_offset
+        block[DETAIL_CALL_FRAME_OFFSET] = self.frame_offset
+        block[DETAIL_CALL_TEXT_CAP] = self.encoder.options.text_cap
+        block[DETAIL_CALL_STACK_DEPTH] = self.encoder.options.stack_depth
+        block[DETAIL_CALL_TYPE_OFFSET] = _TYPE_OFFSET
+        with self._lock:
+            self._publish(block)
+            self._blocks.append((block, scratch))
         ctrl[CTRL_HOOK_DETAIL] = block.ctypes.data
+        if sys.gettrace() is None:
+            _set_trace(self.trace_address, ctrl)
 
     def release(self, ctrl: np.ndarray) -> None:
         ctrl[CTRL_HOOK_DETAIL] = 0
 
-    def _fid(self, code, frame) -> int:
-        fid = self._fids.get(code)
-        if fid is None:
-            module = frame.f_globals.get("__name__")  # the tracer's rule: same key, same id
-            fid = self.symbols.register_code(code, module if isinstance(module, str) else None)
-            self._fids[code] = fid
-        return fid
+    def close(self) -> None:
+        """Drop the exceptions still held by the blocks (session stopped: no hook runs any more)."""
+        for block, _ in self._blocks:
+            for slot in (DETAIL_CALL_EXC_TYPE, DETAIL_CALL_EXC_VALUE):
+                if block[slot]:
+                    ctypes.pythonapi.Py_DecRef(ctypes.c_void_p(int(block[slot])))
+                    block[slot] = 0
+            block[DETAIL_CALL_EXC_FRAME] = 0
 
-    def _stack(self, frame, fid: int) -> tuple:
-        """(packed caller ids, how many, STACK_TRUNCATED flag or 0, chain) of a frame being called.
+    def _publish(self, block) -> None:
+        block[DETAIL_CALL_INFO_TABLE] = self._table.ctypes.data
+        block[DETAIL_CALL_INFO_MASK] = self._capacity - 1
 
-        ``chain``: the frame's own id then up to K + 1 callers' (K + 1: to tell
-        truncation). Taken from the calling frame's chain when that call is
-        running under capture (one dict lookup), else by walking ``f_back``.
-        """
-        k = self._k
-        parent = self._pending.get(id(frame.f_back))
-        if parent is not None:
-            chain = ((fid,) + parent[3])[: k + 2]
-        else:
-            fids = [fid]
-            f = frame.f_back
-            get = self._fids.get
-            while f is not None and len(fids) < k + 2:
-                code = f.f_code
-                caller = get(code)
-                fids.append(caller if caller is not None else self._fid(code, f))
-                f = f.f_back
-            chain = tuple(fids)
-        callers = chain[1 : k + 1]
-        return _STACK_STRUCTS[len(callers)].pack(*callers), len(callers), PAYLOAD_F_STACK_TRUNCATED if len(chain) > k + 1 else 0, chain
+    # -- callbacks of the hook -------------------------------------------------
 
-    def _code_info(self, code, frame) -> tuple:
+    def code_info(self, frame) -> int:
+        """First event of a code object: its recorded parameters, packed for the hook's table."""
+        from .kernels.codetable import new_table, table_insert, table_rehash
+
+        code = frame.f_code
         names = code_params(code)
         kept = names[: self._max_args]
-        info = (self._fid(code, frame), kept, len(names), PAYLOAD_F_ARGS_TRUNCATED if len(kept) < len(names) else 0)
-        self._info[code] = info
+        info = len(kept) | (DETAIL_INFO_TRUNCATED if len(kept) < len(names) else 0)
+        info |= min(len(names), PAYLOAD_U32_MAX) << DETAIL_INFO_NPARAMS_SHIFT
+        self._names[code] = kept
+        with self._lock:
+            if 2 * (self._count + 1) > self._capacity:
+                capacity = self._capacity * 2
+                table = new_table(capacity)
+                table_rehash(self._table, table, capacity - 1)
+                self._old_tables.append(self._table)  # a hook may still be reading it
+                self._table, self._capacity = table, capacity
+                for block, _ in self._blocks:
+                    self._publish(block)
+            table_insert(self._table, self._capacity - 1, id(code), info)
+            self._count += 1
+            self._pinned.append(code)
         return info
 
-    def _capture(self, frame, kind, value):
-        """(frame, EVENT_*, return value or None) -> payload bytes; called by the hook.
-
-        The hot path of detail capture: one cached lookup per code object,
-        the caller ids computed at CALL and reused at the matching RETURN, one
-        struct pack for the header, the encoder's fast paths for the values.
-        """
-        code = frame.f_code
-        info = self._info.get(code)
-        if info is None:
-            info = self._code_info(code, frame)
-        fid, names, nparams, aflag = info
+    def call_values(self, frame) -> bytes:
+        """CALL values read through ``frame.f_locals`` (when the hook cannot read the frame itself)."""
+        names = self._names.get(frame.f_code)
+        if names is None:
+            names = code_params(frame.f_code)[: self._max_args]
+        if not names:
+            return b""
         value_of = self.encoder.value
-        if kind == EVENT_CALL:
-            stack = self._pending[id(frame)] = self._stack(frame, fid)
-            if names:
-                local = frame.f_locals
-                values = b"".join([_UNBOUND_BYTES if v is _MISSING else value_of(v) for v in map(local.get, names, _MISSINGS)])
-            else:
-                values = b""
-            return _HEADER.pack(fid, EVENT_CALL, len(names), stack[1], aflag | stack[2], nparams) + stack[0] + values
-        stack = self._pending.pop(id(frame), None)
-        if stack is None:  # a call that started before capture did
-            stack = self._stack(frame, fid)
-        if kind == EVENT_RETURN:
-            return _HEADER.pack(fid, EVENT_RETURN, 1, stack[1], stack[2], 0) + stack[0] + value_of(value)
-        # EXCEPTION: CPython stashes the exception away while a profile
-        # function runs (3.11 call_trace_protected), so neither the hook nor
-        # Python can see it: recorded as type "<unavailable>".
-        return _HEADER.pack(fid, EVENT_EXCEPTION, 1, stack[1], stack[2], 0) + stack[0] + self.encoder.exception_value(None, None)
+        local = frame.f_locals
+        return b"".join([_UNBOUND_BYTES if v is _MISSING else value_of(v) for v in map(local.get, names, _MISSINGS)])
 
 
-_HEADER = struct.Struct(PAYLOAD_HEADER_STRUCT)
-_STACK_STRUCTS = [struct.Struct("<" + PAYLOAD_STACK_ENTRY_STRUCT.lstrip("<") * k) for k in range(PAYLOAD_MAX_STACK + 1)]
+def _cell_type() -> type:
+    x = 0
+
+    def inner():
+        return x
+
+    return type(inner.__closure__[0])
+
+
+_CELL_TYPE = _cell_type()
+_set_trace_c = ctypes.pythonapi.PyEval_SetTrace
+_set_trace_c.argtypes = (ctypes.c_void_p, ctypes.py_object)
+_set_trace_c.restype = None
+
+
+def _set_trace(address: int, obj) -> None:
+    _set_trace_c(address, obj)
+
+
 _UNBOUND_BYTES = struct.pack(PAYLOAD_TAG_STRUCT, PAYLOAD_VAL_UNBOUND)
 
 

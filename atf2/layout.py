@@ -494,18 +494,47 @@ def _payload_struct_sizes_agree() -> bool:
 assert _payload_struct_sizes_agree()
 
 # Python detail capture (issue 5: atf2.kernels.detail_hook, atf2.detail): the
-# detail variant of the capture hook calls a Python callable before recording
-# each Python CALL/RETURN; its arguments are passed through a per-thread
-# uint64 scratch array ("detail call block") whose address sits in a free
-# slot of the thread control block (0 = no detail capture on this thread).
-CTRL_HOOK_DETAIL = 38  #: S: address of the thread's detail call block, 0 when detail capture is off
-DETAIL_CALL_FRAME = 0  #: hook: the event's frame (argument 0 of the callable)
-DETAIL_CALL_KIND = 1  #: hook: the int object of the EVENT_* kind (argument 1)
-DETAIL_CALL_VALUE = 2  #: hook: the return value, or None (argument 2)
-DETAIL_CALL_KIND_OBJS = 3  #: S: 3 words, addresses of the int objects 1, 2, 3 (EVENT_CALL/RETURN/EXCEPTION)
-DETAIL_CALL_NONE = 6  #: S: address of None
-DETAIL_CALL_CALLABLE = 7  #: S: address of the callable: (frame, kind, value) -> bytes payload or None
-DETAIL_CALL_SLOTS = 8
+# detail variant of the capture hook builds each Python CALL/RETURN/EXCEPTION
+# payload in nopython code; the per-thread "detail block" (a uint64 array
+# whose address sits in a free slot of the thread control block, 0 = no
+# detail capture on this thread) holds what it needs: the addresses of the
+# types it encodes inline, of the Python callables it falls back to, of its
+# scratch buffer and code-info table, and the options. S: set by atf2.detail
+# before the hook is installed; H: written by the hooks.
+CTRL_HOOK_DETAIL = 38  #: S: address of the thread's detail block, 0 when detail capture is off
+DETAIL_CALL_ARG0 = 0  #: H: vectorcall argument 0 of a fallback callable
+DETAIL_CALL_ARG1 = 1  #: H: vectorcall argument 1
+DETAIL_CALL_NONE = 2  #: S: address of None
+DETAIL_CALL_TRUE = 3  #: S: address of True
+DETAIL_CALL_FALSE = 4  #: S: address of False
+DETAIL_CALL_T_INT = 5  #: S: address of the type int (exact type checks: subclasses go to Python)
+DETAIL_CALL_T_FLOAT = 6  #: S: address of float
+DETAIL_CALL_T_STR = 7  #: S: address of str
+DETAIL_CALL_T_BYTES = 8  #: S: address of bytes
+DETAIL_CALL_T_CELL = 9  #: S: address of the cell type (a parameter captured by a closure)
+DETAIL_CALL_VALUE_FN = 10  #: S: callable value(obj) -> bytes (tag + body) for every other object
+DETAIL_CALL_INFO_FN = 11  #: S: callable code_info(frame) -> int (inserts into the code-info table)
+DETAIL_CALL_ARGS_FN = 12  #: S: callable call_values(frame) -> bytes (CALL values when the frame's locals cannot be read)
+DETAIL_CALL_EXC_FN = 13  #: S: callable exception_value(type, value) -> bytes
+DETAIL_CALL_INFO_TABLE = 14  #: S: data address of the code-info table (atf2.kernels.codetable layout)
+DETAIL_CALL_INFO_MASK = 15  #: S: its capacity - 1
+DETAIL_CALL_SCRATCH = 16  #: S: data address of the thread's payload scratch buffer
+DETAIL_CALL_SCRATCH_BYTES = 17  #: S: its size
+DETAIL_CALL_LOCALS_OFFSET = 18  #: S: offset of the argument slots in CPython's frame struct (0: read them through Python)
+DETAIL_CALL_FRAME_OFFSET = 19  #: S: offset of the interpreter-frame pointer in a frame object
+DETAIL_CALL_TEXT_CAP = 20  #: S: PayloadOptions.text_cap
+DETAIL_CALL_STACK_DEPTH = 21  #: S: PayloadOptions.stack_depth (K)
+DETAIL_CALL_TYPE_OFFSET = 22  #: S: offset of ob_type in an object
+DETAIL_CALL_OVERFLOW = 23  #: H: out-parameter of PyLong_AsLongLongAndOverflow
+DETAIL_CALL_STRLEN = 24  #: H: out-parameter of PyUnicode_AsUTF8AndSize
+DETAIL_CALL_EXC_FRAME = 25  #: H: frame of the last exception seen by the trace hook (0: none)
+DETAIL_CALL_EXC_TYPE = 26  #: H: its type (a strong reference while set)
+DETAIL_CALL_EXC_VALUE = 27  #: H: its value (a strong reference while set)
+DETAIL_CALL_SLOTS = 28
+#: code-info table value: kept argument count (bits 0-7), ARGS_TRUNCATED (bit 8), declared parameters (bits 32-63)
+DETAIL_INFO_KEPT_MASK = 0xFF
+DETAIL_INFO_TRUNCATED = 0x100
+DETAIL_INFO_NPARAMS_SHIFT = 32
 assert CTRL_HOOK_SCRATCH3 < CTRL_HOOK_DETAIL < CTRL_INDEX_DROPS
 
 #: detail drop reason (flight mode): captured, but outside every window, so not persisted
