@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from typing import Any
 
@@ -35,6 +36,9 @@ STATUSES = (STATUS_RECORDING, STATUS_COMPLETE, STATUS_RECOVERED)
 
 #: thread ids are written as u32 in the file headers
 MAX_THREAD_ID = 0xFFFFFFFF
+
+#: a manifest larger than this is refused unread (a million symbols take ~150 MiB)
+MAX_MANIFEST_BYTES = 256 << 20
 
 
 def is_int(value: Any) -> bool:
@@ -221,14 +225,30 @@ def read_manifest(session_dir: "str | os.PathLike[str]") -> dict:
     """Read and validate ``<session_dir>/manifest.json``; raise ``ManifestError``."""
     path = manifest_path(session_dir)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        # O_NONBLOCK: a FIFO planted as manifest.json must not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise _fail(path, "missing: not an ATF v2 session directory") from None
     except OSError as exc:
         raise _fail(path, f"cannot be read: {exc.strerror or exc}") from None
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _fail(path, "not a regular file")
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise _fail(path, f"{st.st_size} bytes, above the {MAX_MANIFEST_BYTES}-byte limit of a manifest")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise _fail(path, f"cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise _fail(path, f"grew above the {MAX_MANIFEST_BYTES}-byte limit of a manifest while read")
+    try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _fail(path, f"not valid JSON: {exc}") from None
+    except RecursionError:  # json nests recursively: "[[[[..." deeper than the stack
+        raise _fail(path, "not valid JSON: nested too deeply") from None
     return validate_manifest(data, path)
