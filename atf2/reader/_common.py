@@ -49,7 +49,8 @@ class MappedFile:
     def __init__(self, path: "str | os.PathLike[str]", min_size: int, what: str):
         self.path = os.fspath(path)
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: opening a FIFO planted in a session must not block (it is refused below)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise CorruptFileError(f"{what} is missing", self.path) from None
         except OSError as exc:
