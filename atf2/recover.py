@@ -127,6 +127,10 @@ class _Plan:
         self.tdir = tdir
         self.ipath = os.path.join(tdir, INDEX_FILE_NAME)
         self.dpath = os.path.join(tdir, DETAIL_FILE_NAME)
+        for path in (self.ipath, self.dpath):
+            # a FIFO, socket or directory in a file's place: no crash leaves that
+            if os.path.lexists(path) and not os.path.isfile(path):
+                raise CorruptFileError("not a regular file; not recovering", path)
         self.index: Optional[IndexProbe] = probe_index(self.ipath) if os.path.isfile(self.ipath) else None
         self.detail: Optional[DetailProbe] = probe_detail(self.dpath) if os.path.isfile(self.dpath) else None
         if self.index is not None:
