@@ -356,6 +356,7 @@ class ThreadWriter:
     detail_path = property(lambda self: self._detail_path)
     thread_dir = property(lambda self: self._thread_dir)
     finalized = property(lambda self: self._summary is not None)
+    index_crc = property(lambda self: self._index_crc, doc="CRC-32 of the index events section so far (what write_encoded continues)")
     closed = property(lambda self: self._closed)
 
     # ------------------------------------------------------------------ writing
@@ -439,6 +440,45 @@ class ThreadWriter:
             self._t_last = t_last
             self._n_index += n
             self._index_crc = index_crc
+
+    def write_encoded(self, events: np.ndarray, crc: int, crc_in: int) -> None:
+        """Append a batch the caller already encoded and checksummed: one ``pwritev``.
+
+        The drain's fast path (``atf2.kernels.ring.index_ring_take_encoded_crc``).
+        ``events`` are written as they are: ``thread_id`` must be this
+        writer's and ``detail_seq`` NO_DETAIL (a batch with details goes
+        through ``write_events``). ``crc_in`` must equal ``index_crc`` and
+        ``crc`` be ``zlib.crc32(events bytes, crc_in)``. Timestamps are
+        checked as in ``write_events`` (nothing written if one decreases) and
+        an I/O failure rolls the file back to the previous batch
+        (``WriteError``).
+        """
+        events = _as_events(events)
+        with self._lock:
+            if self._summary is not None or self._closed:
+                raise SessionStateError("write_encoded after finalize/close", self._index_path)
+            n = len(events)
+            if n == 0:
+                return
+            if int(crc_in) != self._index_crc:
+                raise AtfV2Error(f"write_encoded: crc_in {int(crc_in):#x} does not continue this file's CRC {self._index_crc:#x}", self._index_path)
+            self._check_timestamps(events)
+            ts = events["timestamp_ns"]
+            t_first = self._t_first if self._n_index else int(ts[0])
+            t_last = int(ts[-1])
+            index_end = INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * self._n_index
+            crc = int(crc) & 0xFFFFFFFF
+            try:
+                _write_all(self._index_fd, [events, self._index_footer(self._n_index + n, crc, t_first, t_last)], index_end)
+            except BaseException as exc:
+                self._rollback(index_end, DETAIL_HEADER_SIZE + self._detail_bytes, False)
+                if isinstance(exc, OSError):
+                    raise WriteError(f"write failed, batch of {n} events dropped: {exc.strerror or exc}", self._index_path, errno=exc.errno) from exc
+                raise
+            self._t_first = t_first
+            self._t_last = t_last
+            self._n_index += n
+            self._index_crc = crc
 
     def _check_timestamps(self, events: np.ndarray) -> None:
         bad = first_decrease(events["timestamp_ns"], np.uint64(self._t_last))
