@@ -118,6 +118,54 @@ def boottime_ns_py() -> int:
     return time.clock_gettime_ns(CLOCK_BOOTTIME_ID)
 
 
+_U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(inline="always", nogil=True)
+def find_segment(t, seg, anchor_ticks, n_anchors):
+    """The segment (index of its first anchor) that converts tick ``t``, searching from ``seg``.
+
+    Ticks are usually non-decreasing, so walk forward from the last segment;
+    fall back to a binary search when one goes back. Needs ``n_anchors >= 2``.
+    """
+    if t < anchor_ticks[seg]:
+        lo, hi = 0, seg
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if anchor_ticks[mid + 1] <= t:
+                lo = mid + 1
+            else:
+                hi = mid
+        seg = lo
+    while seg + 2 < n_anchors and anchor_ticks[seg + 1] <= t:
+        seg += 1
+    return seg
+
+
+@njit(inline="always", nogil=True)
+def segment_params(seg, anchor_ticks, anchor_ns, n_anchors):
+    """(t0, n0, slope, lo, hi) of segment ``seg``: ticks in [lo, hi) convert on it.
+
+    The first segment also extrapolates below its start, the last one above
+    its end; the slope (one float division) is computed here, once per
+    segment, not once per event.
+    """
+    t0 = anchor_ticks[seg]
+    n0 = anchor_ns[seg]
+    slope = float(anchor_ns[seg + 1] - n0) / float(anchor_ticks[seg + 1] - t0)
+    lo = t0 if seg > 0 else np.uint64(0)
+    hi = anchor_ticks[seg + 1] if seg + 2 < n_anchors else _U64_MAX
+    return t0, n0, slope, lo, hi
+
+
+@njit(inline="always", nogil=True)
+def interpolate(t, t0, n0, slope):
+    """Tick ``t`` on the segment starting at (t0, n0) with ``slope`` ns per tick."""
+    if t >= t0:
+        return n0 + np.uint64(np.round(float(t - t0) * slope))
+    return n0 - np.uint64(np.round(float(t0 - t) * slope))
+
+
 @njit(cache=True, nogil=True)
 def convert_ticks(raw, out, anchor_ticks, anchor_ns, n_anchors):
     """Ticks -> CLOCK_BOOTTIME ns by piecewise-linear interpolation between anchors.
@@ -133,30 +181,13 @@ def convert_ticks(raw, out, anchor_ticks, anchor_ns, n_anchors):
             out[i] = anchor_ns[0] + (raw[i] - anchor_ticks[0])  # identity slope
         return
     seg = 0
+    t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
     for i in range(raw.shape[0]):
         t = raw[i]
-        # raw is usually non-decreasing, so walk forward from the last segment;
-        # fall back to a binary search when it is not.
-        if t < anchor_ticks[seg]:
-            lo, hi = 0, seg
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if anchor_ticks[mid + 1] <= t:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            seg = lo
-        while seg + 2 < n_anchors and anchor_ticks[seg + 1] <= t:
-            seg += 1
-        t0 = anchor_ticks[seg]
-        t1 = anchor_ticks[seg + 1]
-        n0 = anchor_ns[seg]
-        n1 = anchor_ns[seg + 1]
-        slope = float(n1 - n0) / float(t1 - t0)
-        if t >= t0:
-            out[i] = n0 + np.uint64(np.round(float(t - t0) * slope))
-        else:
-            out[i] = n0 - np.uint64(np.round(float(t0 - t) * slope))
+        if t < lo or t >= hi:
+            seg = find_segment(t, seg, anchor_ticks, n_anchors)
+            t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
+        out[i] = interpolate(t, t0, n0, slope)
 
 
 class TickConverter:
@@ -197,6 +228,14 @@ class TickConverter:
             self._ticks[self._n] = t
             self._ns[self._n] = ns
             self._n += 1
+
+    def anchors(self) -> "tuple[np.ndarray, np.ndarray, int]":
+        """(anchor ticks, anchor ns, count) for kernels that convert inline (count 0: identity map).
+
+        Only ``anchor()`` changes the arrays, so the thread that anchors (the
+        drain) may pass them to a kernel without the lock.
+        """
+        return self._ticks, self._ns, 0 if self.identity else self._n
 
     def convert(self, raw: np.ndarray, out: "np.ndarray | None" = None) -> np.ndarray:
         raw = np.ascontiguousarray(raw, dtype=np.uint64)

@@ -27,11 +27,12 @@ import numpy as np
 
 from .clock import TickConverter
 from .errors import AtfV2Error, WriteError
+from .kernels.crc import crc32, kernel_ok as crc_kernel_ok
 from .kernels.ring import (
     detail_ring_take,
-    encode_ring_records,
     index_ring_discard,
-    index_ring_take,
+    index_ring_take_encoded,
+    index_ring_take_encoded_crc,
     pair_details,
     watermark_update,
 )
@@ -41,6 +42,8 @@ from .layout import (
     CTRL_DETAIL_BYTES_WRITTEN,
     CTRL_DETAIL_DROPS,
     CTRL_DETAIL_POOL_PTR,
+    CTRL_DETAIL_READ_POS,
+    CTRL_DETAIL_WRITE_POS,
     CTRL_DETAIL_WRITTEN,
     CTRL_ENABLED,
     CTRL_INDEX_DRAIN_HIGH_WATER,
@@ -56,6 +59,7 @@ from .layout import (
     DROP_ENCODER_LAG,
     DROP_PAIR_LOST,
     INDEX_EVENT_DTYPE,
+    INDEX_EVENT_SIZE,
     WM_HIGH,
 )
 from .writer import DetailBatch
@@ -82,11 +86,10 @@ class Drain:
         # whole arena: every detail of a taken event must be taken with it.
         n = self._chunk = min(DRAIN_CHUNK, config.index_pool_records)
         self._max_chunks = -(-config.index_pool_records // n) + 1
-        self._ticks = np.empty(n, dtype=np.uint64)
-        self._fid = np.empty(n, dtype=np.uint64)
-        self._kd = np.empty(n, dtype=np.uint64)
-        self._ns = np.empty(n, dtype=np.uint64)
+        # The fused take writes finished file records here (seen as words).
         self._events = np.empty(n, dtype=INDEX_EVENT_DTYPE)
+        self._words = self._events.view(np.uint64).reshape(n, INDEX_EVENT_SIZE // 8)
+        self._fused_crc = crc_kernel_ok()
         dbytes = config.detail_pool_bytes
         max_details = dbytes // 16 + 1
         self._d_index = np.empty(max_details, dtype=np.uint64)
@@ -169,38 +172,68 @@ class Drain:
     def _drain(self, ch: "ThreadChannel") -> int:
         """Move what is waiting in ``ch``'s rings to its files, chunk by chunk; return the events taken.
 
-        Bounded to about one pool's worth per call, so a producer that never
-        pauses cannot keep the drain on one thread forever.
+        Takes what was waiting when the call began (at most one pool), so a
+        producer that never pauses cannot keep the drain on one thread forever.
         """
         ctrl = ch.ctrl
-        waiting = int(ctrl[CTRL_INDEX_WRITE_POS]) - int(ctrl[CTRL_INDEX_READ_POS])
+        # WRITE_POS first, then the clock anchor: every record below the limit
+        # was stamped before the anchor, so its tick converts by interpolation.
+        limit = int(ctrl[CTRL_INDEX_WRITE_POS])
+        waiting = limit - int(ctrl[CTRL_INDEX_READ_POS])
         if waiting > int(ctrl[CTRL_INDEX_DRAIN_HIGH_WATER]):
             ctrl[CTRL_INDEX_DRAIN_HIGH_WATER] = waiting
+        details = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
+        if waiting <= 0 and not details:
+            watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
+            return 0
+        self.converter.anchor()
         taken = 0
         for _ in range(self._max_chunks):
-            n = self._drain_chunk(ch)
+            n = self._drain_chunk(ch, limit)
             taken += n
             if n < self._chunk:
                 break
         watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
         return taken
 
-    def _drain_chunk(self, ch: "ThreadChannel") -> int:
-        """Take at most one chunk of index records (and their details), encode, write; return the records taken."""
+    def _drain_chunk(self, ch: "ThreadChannel", limit: int) -> int:
+        """Take at most one chunk of index records below ``limit`` (and their details), write it; return the records taken.
+
+        The records come out of the ring already encoded (and checksummed,
+        when no detail waits) by one kernel pass into the staging buffer; a
+        batch without details is then written as it is
+        (``ThreadWriter.write_encoded``), one with details through
+        ``write_events``, which links them.
+        """
         ctrl = ch.ctrl
-        n, start = index_ring_take(ctrl, ch.index_pool, self._ticks, self._fid, self._kd)
+        writer = ch.writer
+        anchor_ticks, anchor_ns, n_anchors = self.converter.anchors()
+        has_detail = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
+        crc_in = crc = 0
+        if self._fused_crc and writer is not None and not has_detail:
+            crc_in = writer.index_crc
+            n, start, last, clamped, crc = index_ring_take_encoded_crc(
+                ctrl, ch.index_pool, limit, self._words, ch.thread_id, ch.last_ts_ns,
+                anchor_ticks, anchor_ns, n_anchors, crc_in,
+            )
+            checksummed = True
+        else:
+            n, start, last, clamped = index_ring_take_encoded(
+                ctrl, ch.index_pool, limit, self._words, ch.thread_id, ch.last_ts_ns,
+                anchor_ticks, anchor_ns, n_anchors,
+            )
+            checksummed = False
         n = int(n)
-        m = nbytes = 0
-        if ch.has_detail_lane:
-            m, nbytes = detail_ring_take(
+        m = 0
+        if has_detail:
+            # Details are pushed before their index record: all those of the
+            # records just taken are visible now.
+            m, _ = detail_ring_take(
                 ctrl, ch.detail_words, ch.detail_bytes, start + np.uint64(n),
                 self._d_index, self._d_type, self._d_flags, self._d_offsets, self._d_payload,
             )
         if n == 0 and m == 0:
             return 0
-        # Every record just taken was stamped before this anchor, so its tick
-        # converts by interpolation, not extrapolation.
-        self.converter.anchor()
         details = None
         kept = 0
         if m:
@@ -212,16 +245,18 @@ class Drain:
                 details = self._detail_batch(m, kept)
         if n == 0:
             return 0
-        self.converter.convert(self._ticks[:n], out=self._ns[:n])
-        last, clamped = encode_ring_records(
-            n, self._ns, self._ticks, self._fid, self._kd, ch.thread_id, np.uint64(ch.last_ts_ns), self._events
-        )
         events = self._events[:n]
-        if ch.writer is None:
+        if writer is None:
             self._count_disk_error(ch, n, kept, ch.writer_error or "no writer")
             return n
         try:
-            ch.writer.write_events(events, details)
+            if details is not None:
+                writer.write_events(events, details)
+            else:
+                if not checksummed:
+                    crc_in = writer.index_crc
+                    crc = crc32(events.view(np.uint8), crc_in)
+                writer.write_encoded(events, crc, crc_in)
         except (WriteError, AtfV2Error) as exc:
             self._count_disk_error(ch, n, kept, str(exc))
             return n

@@ -30,7 +30,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..clock import ticks
+from ..clock import find_segment, interpolate, segment_params, ticks
 from ..layout import (
     CTRL_DETAIL_ACTIVE_END,
     CTRL_ENABLED,
@@ -64,12 +64,14 @@ from ..layout import (
     DETAIL_RING_TYPE_SHIFT,
     DROP_POOL_EXHAUSTED,
     DROP_RING_FULL,
+    INDEX_EVENT_SIZE,
     NO_DETAIL,
     RING_KIND_MASK,
     RING_KIND_TIMESTAMP_NS,
     WM_HIGH,
     WM_NORMAL,
 )
+from .crc import _K1, _K2, _M32 as _CRC_M32, _fold, fold_finish, table_bytes
 
 _U64 = ir.IntType(64)
 
@@ -134,6 +136,8 @@ _ALIGN_MASK = ~np.uint64(DETAIL_RING_ALIGN - 1)
 _LEN_MASK = np.uint64(0xFFFFFFFF)
 _U16_MASK = np.uint64(0xFFFF)
 _EIGHT = np.uint64(8)
+_S32 = np.uint64(32)
+_NO_DETAIL_HI = np.uint64(NO_DETAIL) << np.uint64(32)
 
 
 # ---------------------------------------------------------------------------
@@ -504,3 +508,159 @@ def index_ring_discard(ctrl):
         w = atomic_load(ctrl, CTRL_INDEX_WRITE_POS)
         if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, w) == c:
             return w - c
+
+
+# ---------------------------------------------------------------------------
+# Drain side, fused: take + tick conversion + encoding (+ CRC) in one pass
+# ---------------------------------------------------------------------------
+#
+# ``index_ring_take`` + ``TickConverter.convert`` + ``encode_ring_records`` +
+# the writer's encode and CRC pass over every event five times through four
+# staging arrays. The kernels below read each ring record once and write the
+# finished 32-byte file record straight into the caller's staging buffer
+# (``out``: INDEX_EVENT_DTYPE rows seen as uint64[n, 4] words, so the host
+# must be little-endian like the format), folding it into the CRC while it
+# is still in registers. Results are bit-identical to the separate kernels.
+#
+# Which records: those in [READ_POS, min(limit, READ_POS + len(out))). The
+# drain reads WRITE_POS as ``limit`` *before* sampling its clock anchor, so
+# every record taken was stamped before the anchor and converts by
+# interpolation. Same copy-then-CAS protocol as ``index_ring_take``: if the
+# producer reclaimed rows meanwhile, the pass is redone from the new READ_POS.
+#
+# Tick conversion: ``n_anchors`` 0 = identity (ticks are ns), 1 = identity
+# slope from the one anchor, >= 2 = piecewise-linear as ``convert_ticks``,
+# with the slope computed once per segment.
+
+
+@njit(inline="always", nogil=True)
+def _convert_one(t, seg, t0, n0, slope, lo, hi, anchor_ticks, anchor_ns, n_anchors):
+    if n_anchors == 0:
+        return t, seg, t0, n0, slope, lo, hi
+    if n_anchors == 1:
+        return anchor_ns[0] + (t - anchor_ticks[0]), seg, t0, n0, slope, lo, hi
+    if t < lo or t >= hi:
+        seg = find_segment(t, seg, anchor_ticks, n_anchors)
+        t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
+    return interpolate(t, t0, n0, slope), seg, t0, n0, slope, lo, hi
+
+
+@njit(cache=True, nogil=True)
+def index_ring_take_encoded(ctrl, pool, limit, out, thread_id, last_ts, anchor_ticks, anchor_ns, n_anchors):
+    """Take waiting index records into ``out`` as finished file records; consume them.
+
+    Returns (n, first absolute position, new last_ts, clamped). ``out[:n]``
+    holds INDEX_EVENT_DTYPE rows: converted timestamps kept non-decreasing
+    from ``last_ts`` (as ``encode_ring_records``), ``thread_id``, detail_seq
+    NO_DETAIL. See the section comment above.
+    """
+    cap = ctrl[CTRL_INDEX_RING_CAPACITY]
+    total = cap * ctrl[CTRL_INDEX_RING_COUNT]
+    tid = np.uint64(thread_id) & _LEN_MASK
+    limit = np.uint64(limit)
+    while True:
+        c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+        n = limit - c if limit > c else _ZERO
+        if n > np.uint64(out.shape[0]):
+            n = np.uint64(out.shape[0])
+        last = np.uint64(last_ts)
+        clamped = 0
+        seg = 0
+        t0 = n0 = lo = hi = _ZERO  # lo == hi: the first event looks its segment up
+        slope = 0.0
+        row = c % total if total > _ZERO else _ZERO
+        for i in range(n):
+            word = pool[row, 2]
+            kind = word & np.uint64(RING_KIND_MASK)
+            if kind & np.uint64(RING_KIND_TIMESTAMP_NS):
+                ts = pool[row, 0]
+                kind ^= np.uint64(RING_KIND_TIMESTAMP_NS)
+            else:
+                ts, seg, t0, n0, slope, lo, hi = _convert_one(
+                    pool[row, 0], seg, t0, n0, slope, lo, hi, anchor_ticks, anchor_ns, n_anchors
+                )
+            if ts < last:
+                ts = last
+                clamped += 1
+            last = ts
+            out[i, 0] = ts
+            out[i, 1] = pool[row, 1]
+            out[i, 2] = tid | (kind << _S32)
+            out[i, 3] = (word >> _S32) | _NO_DETAIL_HI
+            row += _ONE
+            if row == total:
+                row = _ZERO
+        if n == _ZERO or atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, c + n) == c:
+            return n, c, last, clamped
+
+
+@njit(cache=True, nogil=True)
+def index_ring_take_encoded_crc(ctrl, pool, limit, out, thread_id, last_ts, anchor_ticks, anchor_ns, n_anchors, crc):
+    """``index_ring_take_encoded`` that also returns ``zlib.crc32(out[:n] bytes, crc)``.
+
+    Returns (n, first absolute position, new last_ts, clamped, crc). Each
+    pair of records (64 bytes) is folded into the CRC (PCLMULQDQ, see
+    ``kernels.crc``) from registers. Only where ``kernels.crc.kernel_ok()``.
+    """
+    cap = ctrl[CTRL_INDEX_RING_CAPACITY]
+    total = cap * ctrl[CTRL_INDEX_RING_COUNT]
+    tid = np.uint64(thread_id) & _LEN_MASK
+    limit = np.uint64(limit)
+    addr = out.ctypes.data
+    while True:
+        c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
+        n = limit - c if limit > c else _ZERO
+        if n > np.uint64(out.shape[0]):
+            n = np.uint64(out.shape[0])
+        last = np.uint64(last_ts)
+        clamped = 0
+        seg = 0
+        t0 = n0 = lo = hi = _ZERO
+        slope = 0.0
+        s = np.uint64(crc) ^ _CRC_M32
+        x1l = x1h = x2l = x2h = x3l = x3h = x4l = x4h = _ZERO
+        a0 = a1 = a2 = a3 = _ZERO  # the even record of the current pair
+        row = c % total if total > _ZERO else _ZERO
+        for i in range(n):
+            word = pool[row, 2]
+            kind = word & np.uint64(RING_KIND_MASK)
+            if kind & np.uint64(RING_KIND_TIMESTAMP_NS):
+                ts = pool[row, 0]
+                kind ^= np.uint64(RING_KIND_TIMESTAMP_NS)
+            else:
+                ts, seg, t0, n0, slope, lo, hi = _convert_one(
+                    pool[row, 0], seg, t0, n0, slope, lo, hi, anchor_ticks, anchor_ns, n_anchors
+                )
+            if ts < last:
+                ts = last
+                clamped += 1
+            last = ts
+            w1 = pool[row, 1]
+            w2 = tid | (kind << _S32)
+            w3 = (word >> _S32) | _NO_DETAIL_HI
+            out[i, 0] = ts
+            out[i, 1] = w1
+            out[i, 2] = w2
+            out[i, 3] = w3
+            if (i & 1) == 0:
+                a0, a1, a2, a3 = ts, w1, w2, w3
+            elif i == 1:
+                x1l, x1h, x2l, x2h = a0 ^ s, a1, a2, a3
+                x3l, x3h, x4l, x4h = ts, w1, w2, w3
+            else:
+                x1l, x1h = _fold(x1l, x1h, _K1, _K2, a0, a1)
+                x2l, x2h = _fold(x2l, x2h, _K1, _K2, a2, a3)
+                x3l, x3h = _fold(x3l, x3h, _K1, _K2, ts, w1)
+                x4l, x4h = _fold(x4l, x4h, _K1, _K2, w2, w3)
+            row += _ONE
+            if row == total:
+                row = _ZERO
+        if n == _ZERO or atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, c + n) == c:
+            break
+    nbytes = np.int64(n) * INDEX_EVENT_SIZE
+    if n >= np.uint64(2):
+        # an odd last record is folded from memory, 16 bytes at a time
+        s = fold_finish(x1l, x1h, x2l, x2h, x3l, x3h, x4l, x4h, addr, (nbytes // 64) * 64, nbytes)
+    else:
+        s = table_bytes(s, addr, 0, nbytes)
+    return n, c, last, clamped, (s ^ _CRC_M32) & _CRC_M32
