@@ -13,13 +13,13 @@ import threading
 
 import numpy as np
 
-from asv_bench.common import seconds, size
+from asv_bench.common import seconds, size, sizes
 from atf2 import session as S
 from atf2.bench.drain import TARGET_RATE, _prefilled_run, _session_run, flood
 
 
 class DrainThroughput:
-    params = [1, 2]
+    params = sizes(1, 2, smoke=2)  # smoke: the 2-producer path only
     param_names = ["producers"]
     timeout = 300
 
