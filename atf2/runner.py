@@ -86,15 +86,16 @@ def run_script(path: str, args: "list[str]") -> int:
             source = f.read()
     except OSError as exc:
         raise AtfV2Error(f"can't open file {path!r}: {exc.strerror}", path) from None
+    filename = os.path.abspath(path)  # python 3.9+ runs scripts under their absolute path
     try:
-        code = compile(source, path, "exec", dont_inherit=True)
+        code = compile(source, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         _report_uncaught(exc)
         return 1
     sys.argv = [path, *args]
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     main = _fresh_main()
-    main.__file__ = path
+    main.__file__ = filename
     main.__cached__ = None
     main.__loader__ = None
     main.__spec__ = None
