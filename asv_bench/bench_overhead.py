@@ -1,0 +1,87 @@
+"""asv: tracing overhead of atf2.tracer vs the floor and VizTracer (see atf2.bench.overhead)."""
+
+import os
+import shutil
+import tempfile
+
+from atf2.bench import overhead
+
+
+class TracerOverhead:
+    """Time of each workload untraced, under the floor hook, atf2, and VizTracer."""
+
+    params = (["W1", "W2", "W3"], ["untraced", "floor", "atf2", "viztracer"])
+    param_names = ["workload", "tracer"]
+    timeout = 600
+    number = 1
+    repeat = 7
+
+    def setup(self, workload, tracer):
+        workloads = overhead.load_workloads()
+        self.fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
+        self.session = None
+        self.workdir = None
+        if tracer == "viztracer":
+            try:
+                import viztracer  # noqa: F401
+            except ImportError:
+                raise NotImplementedError("viztracer is not installed (bench extra)")
+        if tracer == "atf2":
+            from atf2.session import trace_session_start
+
+            self.workdir = tempfile.mkdtemp(prefix="atf2_asv_")
+            self.session = trace_session_start(os.path.join(self.workdir, "s"), trace_python=False)
+        self.fn()  # warm up
+
+    def teardown(self, workload, tracer):
+        if self.session is not None:
+            from atf2.session import trace_session_stop
+
+            trace_session_stop()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def time_workload(self, workload, tracer):
+        if tracer == "untraced":
+            overhead.run_untraced(self.fn)
+        elif tracer == "floor":
+            overhead.run_floor(self.fn)
+        elif tracer == "atf2":
+            overhead.run_ours(self.fn, self.session)
+        else:
+            overhead.run_viztracer(self.fn, entries=4_000_000)
+
+
+class OverheadRatio:
+    """Our per-event overhead above the floor / VizTracer's (bar: <= 0.8), best of 5 interleaved reps."""
+
+    params = ["W1", "W2", "W3"]
+    param_names = ["workload"]
+    timeout = 900
+    unit = "ratio"
+
+    def setup(self, workload):
+        try:
+            import viztracer  # noqa: F401
+        except ImportError:
+            raise NotImplementedError("viztracer is not installed (bench extra)")
+
+    def track_ratio_vs_viztracer(self, workload):
+        workloads = overhead.load_workloads()
+        fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
+        workdir = tempfile.mkdtemp(prefix="atf2_asv_")
+        try:
+            return overhead.measure(workload, fn, reps=5, workdir=workdir)["ratio_best"]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def track_drops(self, workload):
+        workloads = overhead.load_workloads()
+        fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
+        workdir = tempfile.mkdtemp(prefix="atf2_asv_")
+        try:
+            return overhead.measure(workload, fn, reps=2, workdir=workdir)["drops"]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    track_drops.unit = "events"
