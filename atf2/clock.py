@@ -158,12 +158,31 @@ def segment_params(seg, anchor_ticks, anchor_ns, n_anchors):
     return t0, n0, slope, lo, hi
 
 
+@njit(cache=True, nogil=True)
+def locate_segment(t, seg, anchor_ticks, anchor_ns, n_anchors):
+    """``find_segment`` then ``segment_params``: (seg, t0, n0, slope, lo, hi).
+
+    Not inlined on purpose: converting loops reach it once per segment, and
+    keeping it out of line keeps their inner loop small.
+    """
+    seg = find_segment(t, seg, anchor_ticks, n_anchors)
+    t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
+    return seg, t0, n0, slope, lo, hi
+
+
 @njit(inline="always", nogil=True)
 def interpolate(t, t0, n0, slope):
-    """Tick ``t`` on the segment starting at (t0, n0) with ``slope`` ns per tick."""
-    if t >= t0:
-        return n0 + np.uint64(np.round(float(t - t0) * slope))
-    return n0 - np.uint64(np.round(float(t0 - t) * slope))
+    """Tick ``t`` on the segment starting at (t0, n0) with ``slope`` ns per tick.
+
+    ``n0 + round(slope * (t - t0))``, rounding half to even, for ``t`` on
+    either side of ``t0``: the offset goes through a signed integer (one
+    instruction each way, where an unsigned 64-bit conversion takes a branch
+    and several), and IEEE arithmetic and rounding are symmetric in sign, so
+    this equals ``n0 - round(slope * (t0 - t))`` below ``t0``. Offsets beyond
+    2**63 ticks (centuries) are outside its range.
+    """
+    d = np.int64(t - t0)  # wraps to the signed offset
+    return n0 + np.uint64(np.int64(np.rint(float(d) * slope)))
 
 
 @njit(cache=True, nogil=True)
@@ -181,12 +200,12 @@ def convert_ticks(raw, out, anchor_ticks, anchor_ns, n_anchors):
             out[i] = anchor_ns[0] + (raw[i] - anchor_ticks[0])  # identity slope
         return
     seg = 0
-    t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
+    t0 = n0 = lo = hi = np.uint64(0)  # lo == hi: the first tick looks its segment up
+    slope = 0.0
     for i in range(raw.shape[0]):
         t = raw[i]
         if t < lo or t >= hi:
-            seg = find_segment(t, seg, anchor_ticks, n_anchors)
-            t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
+            seg, t0, n0, slope, lo, hi = locate_segment(t, seg, anchor_ticks, anchor_ns, n_anchors)
         out[i] = interpolate(t, t0, n0, slope)
 
 

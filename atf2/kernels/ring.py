@@ -30,7 +30,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..clock import find_segment, interpolate, segment_params, ticks
+from ..clock import interpolate, locate_segment, ticks
 from ..layout import (
     CTRL_DETAIL_ACTIVE_END,
     CTRL_ENABLED,
@@ -534,15 +534,13 @@ def index_ring_discard(ctrl):
 
 
 @njit(inline="always", nogil=True)
-def _convert_one(t, seg, t0, n0, slope, lo, hi, anchor_ticks, anchor_ns, n_anchors):
+def _record_ns(t, n_anchors, anchor_ticks, anchor_ns, t0, n0, slope):
+    """Tick ``t`` in ns, ``t`` being inside the current segment (n_anchors >= 2)."""
     if n_anchors == 0:
-        return t, seg, t0, n0, slope, lo, hi
+        return t
     if n_anchors == 1:
-        return anchor_ns[0] + (t - anchor_ticks[0]), seg, t0, n0, slope, lo, hi
-    if t < lo or t >= hi:
-        seg = find_segment(t, seg, anchor_ticks, n_anchors)
-        t0, n0, slope, lo, hi = segment_params(seg, anchor_ticks, anchor_ns, n_anchors)
-    return interpolate(t, t0, n0, slope), seg, t0, n0, slope, lo, hi
+        return anchor_ns[0] + (t - anchor_ticks[0])
+    return interpolate(t, t0, n0, slope)
 
 
 @njit(cache=True, nogil=True)
@@ -576,9 +574,10 @@ def index_ring_take_encoded(ctrl, pool, limit, out, thread_id, last_ts, anchor_t
                 ts = pool[row, 0]
                 kind ^= np.uint64(RING_KIND_TIMESTAMP_NS)
             else:
-                ts, seg, t0, n0, slope, lo, hi = _convert_one(
-                    pool[row, 0], seg, t0, n0, slope, lo, hi, anchor_ticks, anchor_ns, n_anchors
-                )
+                ts = pool[row, 0]
+                if n_anchors >= 2 and (ts < lo or ts >= hi):
+                    seg, t0, n0, slope, lo, hi = locate_segment(ts, seg, anchor_ticks, anchor_ns, n_anchors)
+                ts = _record_ns(ts, n_anchors, anchor_ticks, anchor_ns, t0, n0, slope)
             if ts < last:
                 ts = last
                 clamped += 1
@@ -628,9 +627,10 @@ def index_ring_take_encoded_crc(ctrl, pool, limit, out, thread_id, last_ts, anch
                 ts = pool[row, 0]
                 kind ^= np.uint64(RING_KIND_TIMESTAMP_NS)
             else:
-                ts, seg, t0, n0, slope, lo, hi = _convert_one(
-                    pool[row, 0], seg, t0, n0, slope, lo, hi, anchor_ticks, anchor_ns, n_anchors
-                )
+                ts = pool[row, 0]
+                if n_anchors >= 2 and (ts < lo or ts >= hi):
+                    seg, t0, n0, slope, lo, hi = locate_segment(ts, seg, anchor_ticks, anchor_ns, n_anchors)
+                ts = _record_ns(ts, n_anchors, anchor_ticks, anchor_ns, t0, n0, slope)
             if ts < last:
                 ts = last
                 clamped += 1
@@ -642,7 +642,7 @@ def index_ring_take_encoded_crc(ctrl, pool, limit, out, thread_id, last_ts, anch
             out[i, 1] = w1
             out[i, 2] = w2
             out[i, 3] = w3
-            if (i & 1) == 0:
+            if (i & _ONE) == _ZERO:
                 a0, a1, a2, a3 = ts, w1, w2, w3
             elif i == 1:
                 x1l, x1h, x2l, x2h = a0 ^ s, a1, a2, a3
