@@ -71,6 +71,7 @@ def scan_detail(buf, start, end, strict, capacity):
     ends the scan at ``stop``, the end of the last complete event.
     """
     end = min(end, buf.shape[0])
+    start = max(start, 0)
     cap = max(capacity, 16)
     offsets = np.empty(cap, dtype=np.int64)
     seqs = np.empty(cap, dtype=np.uint32)
