@@ -96,7 +96,8 @@ print(f"status {session.status}, {session.event_count()} events over {(end_ns - 
 for entry in session.manifest["threads"]:
     print(f"  thread {entry['id']}: {entry['name']:<12} {entry['index_events']:>6} events")
 
-events = session.thread(1).index.events
+worker_0 = next(t["id"] for t in session.manifest["threads"] if t["name"] == "worker-0")
+events = session.thread(worker_0).index.events
 print(events.dtype.names)
 for e in events[:6]:
     kind = {atf2.EVENT_CALL: "call", atf2.EVENT_RETURN: "return", atf2.EVENT_EXCEPTION: "exception"}[int(e["event_kind"])]

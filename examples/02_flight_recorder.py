@@ -95,12 +95,14 @@ for w in windows:
 # the call depth over the whole run, with the window shaded.
 
 # %%
-main = session.thread(windows[0]["thread_id"])
+w = next(w for w in windows if "mark" in w["trigger_kinds"])  # the window of our exception
+main = session.thread(w["thread_id"])
 events = main.index.events
 fig, ax = plt.subplots(figsize=(9, 2.4), dpi=80)
 ax.plot(events["call_depth"], lw=0.6, color="0.4")
-for w in windows:
-    ax.axvspan(w["start_index_seq"], w["end_index_seq"] + 1, color="tab:red", alpha=0.3, lw=0)
+for other in windows:
+    if other["thread_id"] == w["thread_id"]:
+        ax.axvspan(other["start_index_seq"], other["end_index_seq"] + 1, color="tab:red", alpha=0.3, lw=0)
 ax.set_xlabel("index event")
 ax.set_ylabel("call depth")
 ax.set_title("the whole run is indexed; details persist only in the window (red)")
@@ -111,11 +113,9 @@ fig.savefig(SESSION / "windows.png")
 # ## Around the exception
 #
 # Each index event in the window links to its detail event (`detail_seq`):
-# the arguments at CALL, the return value at RETURN, and at EXCEPTION the
-# exception's type and message when the interpreter lets the profile hook see
-# them (CPython 3.11 does not: "<unavailable>"; the mark's reason carries the
-# message here). Values are recorded as their bounded `repr`, or as their type
-# when a repr could be slow.
+# the arguments at CALL, the return value at RETURN, the exception's type and
+# message at EXCEPTION. Values are recorded as their bounded `repr`, or as
+# their type when a repr could be slow.
 
 # %%
 def show(value):
@@ -134,7 +134,6 @@ def describe(event, detail, name):
     return f"EXCEPTION leaves {name}: {kind} {message}".rstrip()
 
 
-w = windows[0]
 window = events[w["start_index_seq"] : w["end_index_seq"] + 1]
 base_depth = int(window["call_depth"].min())
 hidden = 0
