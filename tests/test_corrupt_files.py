@@ -269,3 +269,16 @@ def test_random_damage_only_atf_errors(small_session, tmp_path_factory, data):
                 raw[pos : pos + width] = chunk[: len(raw) - pos]
         p.write_bytes(bytes(raw))
     try_read(work)
+
+
+def test_detail_footer_damaged_reads_as_recovered(small_session):
+    p = small_session / "thread_0" / "detail.atf"
+    with atf2.DetailReader(p) as r:
+        expect = list(r)
+    for offset in (0, 1, 3, 16, 17):  # magic or length of the footer damaged (a wrong count is corruption)
+        data = bytearray(p.read_bytes())
+        data[len(data) - 64 + offset] ^= 0x40
+        q = p.with_name("d.atf")
+        q.write_bytes(bytes(data))
+        with atf2.DetailReader(q) as r:
+            assert r.recovered and list(r) == expect

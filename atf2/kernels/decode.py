@@ -86,12 +86,12 @@ def scan_detail(buf, start, end, strict, capacity):
         total = np.int64(get_u32(buf, pos + OFF_DETAIL_TOTAL_LENGTH))
         if total < DETAIL_EVENT_HEADER_SIZE:
             return offsets[:count], seqs[:count], count, DETAIL_SHORT_LENGTH, pos, pos
-        if total > DETAIL_EVENT_MAX_SIZE:
-            return offsets[:count], seqs[:count], count, DETAIL_TOO_LARGE, pos, pos
         if total > end - pos:
             if strict:
                 return offsets[:count], seqs[:count], count, DETAIL_PAST_END, pos, pos
-            break
+            break  # a record cut by the end of a file whose footer is missing
+        if total > DETAIL_EVENT_MAX_SIZE:
+            return offsets[:count], seqs[:count], count, DETAIL_TOO_LARGE, pos, pos
         seq = get_u32(buf, pos + OFF_DETAIL_INDEX_SEQ)
         if np.int64(seq) <= last_seq:
             return offsets[:count], seqs[:count], count, DETAIL_SEQ_ORDER, pos, pos
