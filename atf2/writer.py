@@ -59,6 +59,7 @@ from .layout import (
     FLAG_HAS_DETAIL_FILE,
     FORMAT_VERSION,
     INDEX_EVENT_DTYPE,
+    INDEX_EVENT_OFFSETS,
     INDEX_EVENT_SIZE,
     INDEX_EVENTS_OFFSET,
     INDEX_FILE_NAME,
@@ -462,8 +463,12 @@ class ThreadWriter:
                 return
             if int(crc_in) != self._index_crc:
                 raise AtfV2Error(f"write_encoded: crc_in {int(crc_in):#x} does not continue this file's CRC {self._index_crc:#x}", self._index_path)
-            self._check_timestamps(events)
-            ts = events["timestamp_ns"]
+            # the timestamps as an aligned strided view of little-endian words
+            # (the field view is unaligned for Numba: several times slower)
+            ts = events.view("<u8")[INDEX_EVENT_OFFSETS["timestamp_ns"] // 8 :: INDEX_EVENT_SIZE // 8]
+            bad = first_decrease(ts, np.uint64(self._t_last))
+            if bad >= 0:
+                raise self._order_error(events, bad)
             t_first = self._t_first if self._n_index else int(ts[0])
             t_last = int(ts[-1])
             index_end = INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * self._n_index
