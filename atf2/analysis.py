@@ -168,7 +168,8 @@ class _ThreadPairer:
         if open_calls:
             target = out[pos:] if out is not None else np.empty(open_calls, INTERVAL_DTYPE)
             dense = np.empty(open_calls, np.int64)
-            k = _k.close_open(self.thread, self.state, self.stack, self.active, self.t_last, target, dense)
+            # as np.uint64: a timestamp at or above 2**63 (a damaged file) does not fit the int64 a Python int becomes
+            k = _k.close_open(self.thread, self.state, self.stack, self.active, np.uint64(self.t_last), target, dense)
             self.calls += k
             yield target[:k], dense[:k]
 
@@ -322,7 +323,8 @@ def summary(
                 np.maximum(summed[:, col], agg[:, col], out=summed[:, col])
             else:
                 summed[:, col] += agg[:, col]
-        span = pairer.t_last - pairer.t_first
+        # clamped to the i8 column: damaged timestamps may be 2**64 apart
+        span = max(min(pairer.t_last - pairer.t_first, 2**63 - 1), -(2**63))
         thread_rows.append(
             (
                 thread,

@@ -66,7 +66,9 @@ _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 
 def new_state(t_first: int) -> np.ndarray:
     st = np.zeros(STATE_SLOTS, np.int64)
-    st[ST_T_FIRST] = t_first
+    # the u64 timestamp's bits (the kernel reads them back as uint64): one at
+    # or above 2**63, as a damaged file may hold, must not raise OverflowError
+    st[ST_T_FIRST:ST_T_FIRST + 1] = np.array([t_first], np.uint64).view(np.int64)
     return st
 
 
