@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 
+from asv_bench.common import size
 from atf2.bench import overhead
 
 
@@ -71,7 +72,7 @@ class OverheadRatio:
         fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")
         try:
-            return overhead.measure(workload, fn, reps=5, workdir=workdir)["ratio_best"]
+            return overhead.measure(workload, fn, reps=size(5, smoke=1), workdir=workdir)["ratio_best"]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -80,7 +81,7 @@ class OverheadRatio:
         fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")
         try:
-            return overhead.measure(workload, fn, reps=2, workdir=workdir)["drops"]
+            return overhead.measure(workload, fn, reps=size(2, smoke=1), workdir=workdir)["drops"]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
