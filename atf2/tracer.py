@@ -102,6 +102,32 @@ def _frames_below(frame) -> int:
     return n
 
 
+class _CodeTable:
+    """The code table of one session: ids stay valid across start/stop of tracing.
+
+    ``pinned`` keeps every object whose address is a key alive for the
+    session's life, so no address can be reused by another function.
+    """
+
+    def __init__(self):
+        self.capacity = _INITIAL_CAPACITY
+        self.table = new_table(self.capacity)
+        self.count = 0
+        self.pinned: list = []
+        self.old_tables: list = []
+
+
+def _codes_of(session) -> _CodeTable:
+    codes = getattr(session, "_atf2_code_table", None)
+    if codes is None:
+        codes = _CodeTable()
+        try:
+            session._atf2_code_table = codes
+        except AttributeError:  # a session object without a __dict__: one table per run
+            pass
+    return codes
+
+
 class Tracer:
     """The state of one tracing run: code table, pinned objects, adopted threads."""
 
@@ -110,14 +136,10 @@ class Tracer:
         self.symbols = session.symbols
         self.c_calls = bool(c_calls)
         self.ignored = set(ignore_threads)
-        self.capacity = _INITIAL_CAPACITY
-        self.table = new_table(self.capacity)
-        self.count = 0
+        self.codes = _codes_of(session)
         self.active = False
         self.threads_adopted = 0
         self._lock = threading.RLock()
-        self._pinned: list = []  # objects whose addresses are table keys: alive until stop
-        self._old_tables: list = []
         self._ctrls: list = []  # control blocks holding the table's address
         self._fallback_id = self.symbols.register("<unknown>", "<unknown>", "<atf2>", "", 0)
         # Bound methods are created per attribute access: keep one of each alive,
@@ -148,7 +170,7 @@ class Tracer:
         else:
             obj = subject
             key = c_function_key(subject)
-        fid = int(table_lookup(self.table, self.capacity - 1, key))
+        fid = int(table_lookup(self.codes.table, self.codes.capacity - 1, key))
         if fid != _MISSING:
             return fid
         if isinstance(subject, types.FrameType):
@@ -157,26 +179,26 @@ class Tracer:
         else:
             fid = self.symbols.register(*_c_function_names(subject))
         with self._lock:
-            if int(table_lookup(self.table, self.capacity - 1, key)) == _MISSING:
+            if int(table_lookup(self.codes.table, self.codes.capacity - 1, key)) == _MISSING:
                 self._insert(key, fid)
-                self._pinned.append(obj)
+                self.codes.pinned.append(obj)
         return fid
 
     def _insert(self, key: int, fid: int) -> None:
-        if 2 * (self.count + 1) > self.capacity:
-            capacity = self.capacity * 2
+        if 2 * (self.codes.count + 1) > self.codes.capacity:
+            capacity = self.codes.capacity * 2
             table = new_table(capacity)
-            table_rehash(self.table, table, capacity - 1)
-            self._old_tables.append(self.table)  # a hook never holds it across the swap, but be safe
-            self.table, self.capacity = table, capacity
+            table_rehash(self.codes.table, table, capacity - 1)
+            self.codes.old_tables.append(self.codes.table)  # a hook never holds it across the swap, but be safe
+            self.codes.table, self.codes.capacity = table, capacity
             for ctrl in self._ctrls:
                 self._publish_table(ctrl)
-        table_insert(self.table, self.capacity - 1, key, fid)
-        self.count += 1
+        table_insert(self.codes.table, self.codes.capacity - 1, key, fid)
+        self.codes.count += 1
 
     def _publish_table(self, ctrl) -> None:
-        ctrl[SLOT_TABLE_PTR] = self.table.ctypes.data
-        ctrl[SLOT_TABLE_MASK] = self.capacity - 1
+        ctrl[SLOT_TABLE_PTR] = self.codes.table.ctypes.data
+        ctrl[SLOT_TABLE_MASK] = self.codes.capacity - 1
 
     def _prepare(self, ctrl, depth: int) -> None:
         """Fill the hook's slots of a thread's control block."""
@@ -220,7 +242,7 @@ class Tracer:
         what = _EVENT_CODES.get(event)
         if what is None:
             return None
-        ctrl = self._ctrls[-1]
+        ctrl = self.session.register_current_thread().ctrl  # this thread's (idempotent)
         ctrl[CTRL_HOOK_DEPTH] = int(first_event_depth(np.uint64(ctrl[CTRL_HOOK_DEPTH]), what))
         (_call_capture_hook if self.detail is None else _hook_caller(self.hook_address))(ctrl, frame, what, arg)
         return None
@@ -256,13 +278,11 @@ class Tracer:
             else:
                 set_profile_other_threads(0, 0)
         _restore_profile(self._prev_profile)
-        self._pinned.clear()
-        self._old_tables.clear()
         self._ctrls.clear()
 
     @property
     def functions_seen(self) -> int:
-        return self.count
+        return self.codes.count
 
 
 def _warm_up() -> None:
