@@ -450,3 +450,41 @@ def measure_event_cost_ns(events: int = 20000, repeat: int = 5) -> float:
         _set_profile(None, None)
         _restore_profile(previous)
     return max(0.0, (best_traced - best_plain) / (rounds * 2 * (depth + 1)))
+
+
+_unwind_probe: "bool | None" = None
+
+
+def exception_exits_reported() -> bool:
+    """Does this CPython tell profilers that a frame is left by an exception?
+
+    It does by calling them with PyTrace_RETURN and a NULL argument (3.11,
+    3.13+). CPython 3.12.1 passes None instead (its legacy-profiling shim,
+    ``sys_profile_unwind``), which is indistinguishable from ``return None``:
+    there, frames left by an exception are recorded as RETURN. Probed once,
+    with a throwaway ctypes profile function, outside any tracing.
+    """
+    global _unwind_probe
+    if _unwind_probe is None:
+        seen = []
+
+        @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+        def probe(obj, frame, what, arg):
+            if what == PY_TRACE_RETURN:
+                seen.append(arg)
+            return 0
+
+        def raiser():
+            raise ValueError
+
+        previous = sys.getprofile()
+        _set_profile(ctypes.cast(probe, ctypes.c_void_p).value, None)
+        try:
+            raiser()
+        except ValueError:
+            pass
+        finally:
+            _set_profile(None, None)
+            _restore_profile(previous)
+        _unwind_probe = bool(seen) and seen[0] is None  # c_void_p NULL arrives as None
+    return _unwind_probe

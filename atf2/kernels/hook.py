@@ -34,8 +34,11 @@ and 3.13, so the public API wins.
 Events: ``PyTrace_CALL`` -> CALL; ``PyTrace_RETURN`` -> RETURN, or EXCEPTION
 when ``arg`` is NULL: CPython reports a frame unwound by an exception as a
 RETURN with a NULL argument (3.11: ``exit_unwind`` in ceval.c calls the
-profiler with ``PyTrace_RETURN, NULL``; 3.12+: ``PY_UNWIND`` in
-legacy_tracing.c, ``sys_profile_unwind``, does the same). A generator or
+profiler with ``PyTrace_RETURN, NULL``; 3.13: ``PY_UNWIND`` in
+legacy_tracing.c, ``sys_profile_unwind``, does the same; verified on 3.11.7
+and 3.13.0). CPython 3.12.1's shim passes None there instead, so on it a
+frame left by an exception is recorded as RETURN
+(``atf2.tracer.exception_exits_reported()`` probes which one runs). A generator or
 coroutine resumed is a CALL, suspended (yield/await) is a RETURN, as CPython
 reports them. C functions (``PyTrace_C_CALL / C_RETURN / C_EXCEPTION``) are
 recorded only when ``FLAG_C_CALLS`` is set; ``arg`` is then a
