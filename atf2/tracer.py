@@ -33,7 +33,7 @@ import types
 
 import numpy as np
 
-from .errors import AtfV2Error, SessionStateError
+from .errors import SessionStateError
 from .kernels.codetable import new_table, table_insert, table_lookup, table_rehash, MISSING
 from .kernels.hook import (
     FLAG_C_CALLS,
