@@ -4,7 +4,7 @@ import os
 import shutil
 import tempfile
 
-from asv_bench.common import size
+from asv_bench.common import example_module, size  # workloads from the repository: atf2 may be an installed wheel
 from atf2.bench import overhead
 
 
@@ -18,7 +18,7 @@ class TracerOverhead:
     repeat = 7
 
     def setup(self, workload, tracer):
-        workloads = overhead.load_workloads()
+        workloads = example_module("overhead_workloads")
         self.fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         self.session = None
         self.workdir = None
@@ -68,7 +68,7 @@ class OverheadRatio:
             raise NotImplementedError("viztracer is not installed (bench extra)")
 
     def track_ratio_vs_viztracer(self, workload):
-        workloads = overhead.load_workloads()
+        workloads = example_module("overhead_workloads")
         fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")
         try:
@@ -77,7 +77,7 @@ class OverheadRatio:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def track_drops(self, workload):
-        workloads = overhead.load_workloads()
+        workloads = example_module("overhead_workloads")
         fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")
         try:

@@ -46,3 +46,25 @@ def size(full: int, smoke: int = SMOKE_EVENTS) -> int:
 def seconds(full: float, smoke: float = SMOKE_SECONDS) -> float:
     """A duration: ``full`` normally, ``smoke`` in smoke mode."""
     return smoke if SMOKE else full
+
+
+#: the repository holding this suite: asv always runs the benchmarks of the
+#: working tree, while ``atf2`` may be a wheel installed in asv's environment
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def example_module(name: str):
+    """Import ``examples/<name>.py`` of the repository (not part of the installed package).
+
+    Registered in ``sys.modules`` as ``atf2_<name>`` (dataclasses look their
+    module up there), the name ``atf2.bench.overhead.load_workloads`` uses.
+    """
+    import importlib.util
+    import sys
+
+    path = os.path.join(REPO, "examples", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"atf2_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
