@@ -1,0 +1,165 @@
+"""Full disk: a session whose directory fills up while `atf2 record` traces a
+program. The program finishes normally (its output and exit status intact),
+the events that did not fit are counted as drops with the disk reason, stop
+finalizes what fit (footers, manifest "complete"), and the reader reads it.
+
+Two ways to fill the disk: RLIMIT_FSIZE in the recording process (EFBIG;
+SIGXFSZ is ignored by the session), and a real small tmpfs (ENOSPC) when this
+machine lets the test mount one (root); that variant is skipped otherwise.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import atf2
+
+PROGRAM = textwrap.dedent("""
+    import sys
+
+    def leaf(i):
+        return i * 2
+
+    def middle(i):
+        return leaf(i) + leaf(i + 1)
+
+    total = 0
+    for i in range(int(sys.argv[1])):
+        total += middle(i)
+    print("result", total)
+    sys.exit(7)
+""")
+
+
+def expected_result(n):
+    return sum(2 * i + 2 * (i + 1) for i in range(n))
+
+
+def record(tmp_path, out_dir, n_iter, preexec_fn=None, extra=()):
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    return subprocess.run(
+        [sys.executable, "-m", "atf2", "record", "-o", str(out_dir), *extra, str(script), str(n_iter)],
+        capture_output=True, text=True, timeout=300, preexec_fn=preexec_fn, cwd=tmp_path,
+    )
+
+
+def check_full_session(r, d, n_iter, limit_bytes):
+    # the program ran to its end, unaware of the full disk
+    assert r.returncode == 7, r.stderr[-3000:]
+    assert f"result {expected_result(n_iter)}" in r.stdout
+    assert "Traceback" not in r.stderr
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    main = manifest["threads"][0]
+    # drops counted, with the disk reason, and every recorded event accounted for
+    assert main["dropped"]["disk_error"] > 0
+    assert main["recorded"] == main["index_events"] + sum(main["dropped"].values())
+    assert main["recorded"] >= 6 * n_iter  # 3 calls a loop turn, CALL + RETURN each
+    assert main["error"] and ("No space" in main["error"] or "too large" in main["error"].lower() or "EFBIG" in main["error"])
+    stats = manifest["stats"]
+    assert stats["events_dropped"] == sum(sum(t["dropped"].values()) for t in manifest["threads"])
+    # stop finalized what fit: footers present, the reader reads it without recovery
+    with atf2.SessionReader(d) as reader:
+        assert not reader.recovered
+        t = reader.thread(0)
+        assert t.index.footer is not None and len(t.index) == main["index_events"] > 0
+        assert os.path.getsize(t.index.path) <= limit_bytes
+        t.verify()
+        names = {reader.symbol_name(f) for f in set(t.index.events["function_id"].tolist())}
+        assert {"middle", "leaf"} <= {n.split(".")[-1] for n in names}
+    assert atf2.verify_session(d) == []
+
+
+def test_rlimit_fsize(tmp_path):
+    # a drain batch is at most 64Ki events (2 MiB) and is written all or
+    # nothing: the limit leaves room for a few batches, not for all of them
+    limit = 6 << 20
+    n_iter = 150_000  # ~900k events, ~29 MB of index
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    d = tmp_path / "session"
+    r = record(tmp_path, d, n_iter, preexec_fn=limit_file_size)
+    check_full_session(r, d, n_iter, limit)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    size = 6 << 20  # as the RLIMIT_FSIZE variant: room for a few batches
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mnt, size
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_small_tmpfs_fills_up(tmp_path, small_tmpfs):
+    mnt, size = small_tmpfs
+    n_iter = 150_000
+    d = mnt / "session"
+    r = record(tmp_path, d, n_iter)
+    check_full_session(r, d, n_iter, size)
+    # the whole file system was used, not just some of it
+    st = os.statvfs(mnt)
+    assert st.f_bavail * st.f_frsize < 2 << 20
+
+
+FILLING_PROGRAM = textwrap.dedent("""
+    import errno, os, sys
+
+    def leaf(i):
+        return i * 2
+
+    total = 0
+    for i in range(20_000):
+        total += leaf(i)
+    # something else fills the file system to the last byte
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    os.close(fd)
+    for i in range(20_000):
+        total += leaf(i)
+    print("result", total)
+""")
+
+
+def test_disk_full_to_the_last_byte_at_stop(tmp_path, small_tmpfs):
+    """Nothing left even for the manifest rewrite at stop: the program still
+    ends normally, the thread files are finalized (the writer keeps a valid
+    footer after every batch), and once space is freed `atf2 recover` makes
+    the session whole. (The final manifest cannot be written then: it keeps
+    the "recording" state of its last successful rewrite.)"""
+    mnt, _size = small_tmpfs
+    script = tmp_path / "fill.py"
+    script.write_text(FILLING_PROGRAM)
+    d = mnt / "session"
+    r = subprocess.run([sys.executable, "-m", "atf2", "record", "-o", str(d), str(script), str(mnt / "filler")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"result {2 * sum(range(20_000)) * 2}" in r.stdout and "Traceback" not in r.stderr
+    assert "disk_error" in r.stderr  # the summary line names the drop reason
+    with atf2.IndexReader(d / "thread_0" / "index.atf") as index:
+        assert index.footer is not None  # finalized, even with no byte free
+    os.unlink(mnt / "filler")
+    status = subprocess.run([sys.executable, "-m", "atf2", "recover", str(d)], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert atf2.verify_session(d) == []
+    with atf2.SessionReader(d) as reader:
+        assert reader.status in ("complete", "recovered") and reader.thread(0).index.footer is not None
