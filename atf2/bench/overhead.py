@@ -168,7 +168,7 @@ def measure(name: str, fn, reps: int, workdir: str) -> dict:
     return out
 
 
-def run(quick: bool = False, reps: "int | None" = None) -> "list[dict]":
+def run(quick: bool = False, reps: "int | None" = None, only: "tuple[str, ...]" = ()) -> "list[dict]":
     workloads = load_workloads()
     reps = reps or (3 if quick else 15)
     n = 800 if quick else 3000
@@ -177,6 +177,7 @@ def run(quick: bool = False, reps: "int | None" = None) -> "list[dict]":
         ("W2", lambda: workloads.w2(n)),
         ("W3", lambda: workloads.w3(4, n)),
     ]
+    plan = [(name, fn) for name, fn in plan if not only or name in only]
     rows = []
     workdir = tempfile.mkdtemp(prefix="atf2_bench_overhead_")
     try:
@@ -206,12 +207,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m atf2.bench.overhead")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reps", type=int)
+    parser.add_argument("--only", nargs="*", default=(), choices=("W1", "W2", "W3"), help="workloads to run (default: all)")
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
     args = parser.parse_args()
     if args.wall:
         global _clock
         _clock = time.perf_counter
-    for row in run(quick=args.quick, reps=args.reps):
+    for row in run(quick=args.quick, reps=args.reps, only=tuple(args.only)):
         extras = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k not in ("name", "value", "unit"))
         print(f"{row['name']:<42} {row['value']:>8.2f} {row['unit']}  {extras}", flush=True)
 
