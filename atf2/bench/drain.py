@@ -2,22 +2,33 @@
 
 Figures (default pool settings unless said):
 
-* ``drain_paced``: producers emit at a fixed total rate (20 M events/s, the
-  issue's target) for a few seconds: events written per second and events
-  dropped (target: zero).
-* ``drain_flood``: producers push as fast as they can (far faster than any
-  disk): what the drain sustains, in events written per second, with the
-  drops that flooding causes.
-* ``drain_only_prefilled``: the drain alone (no producer competing for the
-  CPU): a pool holding 4 Mi events is filled, then drained (best of three).
-* ``raw_write_events_per_s``: the same number of bytes the drain wrote, written
-  with plain ``os.write`` of 8 MiB chunks in the same directory right after the
-  session (its files deleted, dirty pages synced first, as before the
-  session), in 32-byte events per second: the limit the drain is compared
-  with (``ratio_vs_raw`` = drain events/s / raw events/s). Both are page-cache
-  writes without fsync, so the figures swing with the machine's writeback.
+* ``drain_paced_20M_{1,2}p``: the issue's bar. Producers emit 20 M events/s
+  in total for a few seconds, from a Numba kernel pushing as fast as it can
+  in 1 ms slices (20 k events per slice at full speed, then the thread sleeps
+  until the next slice is due, the way a traced program spends time between
+  bursts of calls): events written per second and events dropped (target:
+  zero drops).
+* ``drain_paced_spin_20M_1p``: the same rate, but the producer busy-waits
+  between events (spinning on the clock): it holds a whole core, so on a
+  2-core machine the drain competes with it for the other one.
+* ``drain_flood_1p``: the producer pushes as fast as it can, without pause
+  (far faster than any disk): what the drain sustains, and the drops that
+  flooding causes.
+* ``drain_only_prefilled``: the drain alone: a pool holding 4 Mi events is
+  filled, then drained (best of three).
 
-Run: ``python -m atf2.bench.drain [--quick]`` or ``python -m atf2.bench drain``.
+Every row carries ``raw_write_events_per_s``: the same number of bytes
+written with plain ``os.write`` of 8 MiB chunks in the same directory right
+after the session (its files deleted first), in 32-byte events per second,
+and ``ratio_vs_raw`` = drain events/s / that. Both are page-cache writes
+without fsync. Before each session the same amount is written and deleted
+once (``raw_cold_events_per_s``): on VMs whose host backs guest memory on
+first touch, never-used page-cache pages cost ~10x more than reused ones,
+and this gives the session and the raw reference the same kind of pages.
+``loadavg`` is the 1-minute load average when the row finished.
+
+Run: ``python -m atf2.bench.drain [--quick] [--repeat N]`` (with N > 1 it
+also prints best and median per row) or ``python -m atf2.bench drain``.
 """
 
 from __future__ import annotations
@@ -65,14 +76,33 @@ def ticks_per_second() -> float:
     return (c1 - c0) / (t1 - t0)
 
 
+def _produce_paced_slices(ch, fid, rate: float, seconds: float, slice_s: float = 0.001) -> None:
+    """``rate`` events/s for ``seconds``: each slice pushed at full speed by ``flood``, then sleep until due."""
+    per_slice = max(1, int(rate * slice_s))
+    total = int(rate * seconds)
+    t0 = time.perf_counter()
+    i = 0
+    while i < total:
+        n = min(per_slice, total - i)
+        flood(ch.ctrl, ch.index_pool, fid, i, n)
+        i += n
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+
+
 def _session_run(mode: str, producers: int, seconds: float, rate: float, options: dict) -> dict:
+    """One session: ``mode`` is "paced" (sleeping between slices), "spin" (busy-waiting paced) or "flood"."""
     from .. import session as S
 
     root = tempfile.mkdtemp(prefix="atf2-bench-drain-")
     try:
         d = os.path.join(root, "s")
         tps = ticks_per_second()
+        expected = rate * seconds if rate else 40e6 * seconds
+        warm_bytes = int(min(expected * INDEX_EVENT_SIZE, 2 << 30))
         os.sync()  # both the session and the raw reference start with no dirty pages
+        raw_cold = warm_bytes / INDEX_EVENT_SIZE / _raw_write_seconds(root, warm_bytes)
         sess = S.trace_session_start(d, **options)
         fid = np.uint64(sess.symbols.register("bench"))
         per_thread_rate = rate / producers
@@ -80,6 +110,8 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
         def work():
             ch = sess.register_current_thread()
             if mode == "paced":
+                _produce_paced_slices(ch, fid, per_thread_rate, seconds)
+            elif mode == "spin":
                 paced(ch.ctrl, ch.index_pool, fid, int(per_thread_rate * seconds), tps / per_thread_rate)
             else:
                 end = time.perf_counter() + seconds
@@ -113,7 +145,9 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
             "seconds": wall,
             "drain_capacity_events_per_s": st.drain_capacity_events_per_s,
             "raw_write_events_per_s": raw_rate,
+            "raw_cold_events_per_s": raw_cold,
             "ratio_vs_raw": rate_w / raw_rate if raw_rate else 0.0,
+            "loadavg": os.getloadavg()[0],
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -152,6 +186,7 @@ def _prefilled_run(events: int, repeats: int = 3) -> dict:
             "dropped": st.index.dropped,
             "raw_write_events_per_s": raw_rate,
             "ratio_vs_raw": rate / raw_rate,
+            "loadavg": os.getloadavg()[0],
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -174,24 +209,49 @@ def _raw_write_seconds(directory: str, nbytes: int) -> float:
 
 
 def run(quick: bool = False) -> list:
-    seconds = 0.5 if quick else 3.0
+    seconds = 0.5 if quick else 2.0
     # Warm-up: load every kernel of the path (producer, drain, writer) first.
     _session_run("flood", 1, 0.05, 0, {})
     rows = []
     for producers in (1, 2):
         r = _session_run("paced", producers, seconds, TARGET_RATE, {})
         rows.append({"name": f"drain_paced_20M_{producers}p", **r})
+    r = _session_run("spin", 1, seconds, TARGET_RATE, {})
+    rows.append({"name": "drain_paced_spin_20M_1p", **r})
     r = _session_run("flood", 1, seconds, 0, {})
     rows.append({"name": "drain_flood_1p", **r})
     rows.append({"name": "drain_only_prefilled", **_prefilled_run(1 << 20 if quick else 4 << 20)})
     return rows
 
 
+def _print_row(row: dict) -> None:
+    extra = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k not in ("name", "value", "unit"))
+    print(f"{row['name']:<24} {row['value']:>14.4g} {row['unit']:<9} {extra}", flush=True)
+
+
 def main(argv=None) -> None:
-    quick = "--quick" in (argv if argv is not None else sys.argv[1:])
-    for row in run(quick=quick):
-        extra = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k not in ("name", "value", "unit"))
-        print(f"{row['name']:<24} {row['value']:>14.4g} {row['unit']:<9} {extra}", flush=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quick = "--quick" in argv
+    repeat = int(argv[argv.index("--repeat") + 1]) if "--repeat" in argv else 1
+    runs: dict = {}
+    for k in range(repeat):
+        if repeat > 1:
+            print(f"# run {k + 1}/{repeat}", flush=True)
+        for row in run(quick=quick):
+            _print_row(row)
+            runs.setdefault(row["name"], []).append(row)
+    if repeat > 1:
+        print("# best and median over the runs (events/s written; drops; ratio vs the same run's raw write; load average)")
+        for name, rows in runs.items():
+            by_value = sorted(rows, key=lambda r: r["value"])
+            best, med = by_value[-1], by_value[len(by_value) // 2]
+            drops = sorted(r.get("dropped", 0) for r in rows)
+            print(
+                f"{name:<24} best {best['value']:.4g} (ratio {best['ratio_vs_raw']:.3g}, dropped {best.get('dropped', 0)}, load {best['loadavg']:.1f})"
+                f"  median {med['value']:.4g} (ratio {med['ratio_vs_raw']:.3g}, dropped {med.get('dropped', 0)}, load {med['loadavg']:.1f})"
+                f"  drops per run {drops}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
