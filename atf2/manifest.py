@@ -123,18 +123,20 @@ def _fail(path: str, message: str) -> "ManifestError":
     return ManifestError(message, path)
 
 
+_CHECKS = {
+    "int": is_int,
+    "uint": lambda v: is_int(v) and v >= 0,
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+    "str|null": lambda v: v is None or isinstance(v, str),
+    "uint|null": lambda v: v is None or (is_int(v) and v >= 0),
+}
+
+
 def _check_type(path: str, where: str, value: Any, kind: str) -> None:
-    ok = {
-        "int": is_int(value),
-        "uint": is_int(value) and value >= 0,
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "list": isinstance(value, list),
-        "dict": isinstance(value, dict),
-        "str|null": value is None or isinstance(value, str),
-        "uint|null": value is None or (is_int(value) and value >= 0),
-    }[kind]
-    if not ok:
+    if not _CHECKS[kind](value):
         raise _fail(path, f"{where} must be {kind.replace('uint', 'a non-negative int')}, not {value!r}")
 
 
@@ -158,6 +160,24 @@ _TOP_KEYS = {
     "symbols": "list",
     "windows": "list",
 }
+
+
+def _symbol_ok(symbol: Any) -> bool:
+    if type(symbol) is not dict:
+        return False
+    fid = symbol.get("function_id")
+    if not (is_int(fid) and fid >= 0):
+        return False
+    get = symbol.get
+    for key in ("name", "qualname", "file"):
+        v = get(key)
+        if v is not None and type(v) is not str:
+            return False
+    for key in ("module_id", "line"):
+        v = get(key)
+        if v is not None and not (is_int(v) and v >= 0):
+            return False
+    return True
 
 
 def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
@@ -208,6 +228,8 @@ def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
         if "id" in module:
             _check_type(path, f"modules[{i}].id", module["id"], "uint")
     for i, symbol in enumerate(data.get("symbols", ())):
+        if _symbol_ok(symbol):  # the common case, checked without building messages
+            continue
         _check_type(path, f"symbols[{i}]", symbol, "dict")
         if "function_id" not in symbol:
             raise _fail(path, f"symbols[{i}] has no 'function_id'")
