@@ -209,13 +209,13 @@ def mutate_and_check(base, work, data, files):
         assert outcome(atf2.recover_session, work)["changed"] is False  # idempotent
 
 
-@settings(max_examples=60, **SHORT)
+@settings(max_examples=40, **SHORT)
 @given(data=st.data())
 def test_mutated_sessions_give_only_atf_errors(base, tmp_path_factory, data):
     mutate_and_check(base, tmp_path_factory.getbasetemp() / "fuzz_short" / "s", data, FILES)
 
 
-@settings(max_examples=40, **SHORT)
+@settings(max_examples=25, **SHORT)
 @given(data=st.data())
 def test_mutated_manifests_give_only_atf_errors(base, tmp_path_factory, data):
     mutate_and_check(base, tmp_path_factory.getbasetemp() / "fuzz_manifest" / "s", data, ["manifest.json"])
@@ -334,7 +334,7 @@ def run_kernels(seed, rounds, timeout):
 
 
 def test_kernels_on_hostile_input_in_a_subprocess():
-    run_kernels(seed=8, rounds=150, timeout=240)
+    run_kernels(seed=8, rounds=100, timeout=240)
 
 
 @pytest.mark.fuzz_long

@@ -59,7 +59,16 @@ def read_progress(path):
 
 
 def cli(*argv):
-    return subprocess.run([sys.executable, "-m", "atf2", *argv], capture_output=True, text=True, timeout=180)
+    """``atf2 ARGV...`` in this process (the CLI's own entry point): (status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from atf2.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
 
 
 def count_work_calls(reader, thread_name):
