@@ -105,6 +105,8 @@ def test_index_reader_on_struct_file(tmp_path):
         with pytest.raises(IndexError):
             r.take([20])
         assert r[[1, 2]].tolist() == idx[1:3]
+        assert r[np.array([1, 2])].tolist() == idx[1:3] and r[np.array([4])].tolist() == [idx[4]]
+        assert r[np.uint32(4)] == idx[4] and r[True] == idx[1]
         ev = r.events
         assert not ev.flags.writeable and ev.tolist() == idx
         assert r.time_range() == (idx[0][0], idx[-1][0])

@@ -196,7 +196,7 @@ class IndexReader:
         try:
             if 0 <= i < self._n:
                 return _new(_cls, self._unpack(self._map, _base + _size * i))
-        except TypeError:
+        except (TypeError, ValueError):  # slices, arrays, a closed reader
             pass
         return self._getitem_slow(i)
 
