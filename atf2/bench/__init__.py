@@ -5,4 +5,4 @@ rows ``{"name", "value", "unit", ...}`` with a comparison in the same run (a raw
 limit or a peer), because this machine is shared and absolute figures drift.
 """
 
-MODULES = ("io", "drain", "overhead", "detail", "analysis")
+MODULES = ("io", "drain", "overhead", "detail", "analysis", "longrun")
