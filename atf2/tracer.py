@@ -219,7 +219,7 @@ class Tracer:
         profile function is removed). The session's own threads leave here
         without taking any lock: they may be holding the session's.
         """
-        if not self.active or threading.get_ident() in self.ignored:
+        if not self.active or threading.get_ident() in self.ignored or _internal_thread():
             _set_profile(None, None)
             return 0
         channel = self.session.register_current_thread()
@@ -360,6 +360,15 @@ def stop_tracing() -> "Tracer | None":
     if tracer is not None:
         tracer.stop()
     return tracer
+
+
+#: Threads of atf2 itself (the drain and its helpers) are named with this
+#: prefix; they are never traced, whenever they start.
+INTERNAL_THREAD_PREFIX = "atf2-"
+
+
+def _internal_thread() -> bool:
+    return threading.current_thread().name.startswith(INTERNAL_THREAD_PREFIX)
 
 
 def _session_threads(session) -> set:
