@@ -19,6 +19,7 @@ drain goes on with the next batch.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -86,9 +87,15 @@ class Drain:
         # whole arena: every detail of a taken event must be taken with it.
         n = self._chunk = min(DRAIN_CHUNK, config.index_pool_records)
         self._max_chunks = -(-config.index_pool_records // n) + 1
-        # The fused take writes finished file records here (seen as words).
-        self._events = np.empty(n, dtype=INDEX_EVENT_DTYPE)
-        self._words = self._events.view(np.uint64).reshape(n, INDEX_EVENT_SIZE // 8)
+        # The fused take writes finished file records into a staging buffer
+        # (seen as words); two of them, so that one chunk is encoded while
+        # the previous one is written (``_WriteBehind``).
+        self._stages = []
+        for _ in range(2):
+            events = np.empty(n, dtype=INDEX_EVENT_DTYPE)
+            self._stages.append((events, events.view(np.uint64).reshape(n, INDEX_EVENT_SIZE // 8)))
+        self._next_stage = 0
+        self._io = _WriteBehind()
         self._fused_crc = crc_kernel_ok()
         dbytes = config.detail_pool_bytes
         max_details = dbytes // 16 + 1
@@ -103,6 +110,9 @@ class Drain:
         self._stop = False
         self.cycles = 0
         self.busy_s = 0.0
+        #: CPU time the drain's cycles used (thread time): busy_s minus the time
+        #: the thread waited for a core, what the drain costs on a loaded machine
+        self.cpu_s = 0.0
         self.events_written = 0
         self.errors: list[str] = []
         self._known = 0
@@ -129,6 +139,7 @@ class Drain:
             stopping = self._stop
             pressure = self.cycle(final=stopping)
             if stopping:
+                self._io.close()
                 return
             if not pressure:
                 self.wake.wait(self.flush_interval)
@@ -143,6 +154,7 @@ class Drain:
         (the loop then runs again at once instead of sleeping).
         """
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         pressure = False
         channels = self._channels()
         for ch in channels:
@@ -167,6 +179,7 @@ class Drain:
                 self._on_channels_changed()
         self.cycles += 1
         self.busy_s += time.perf_counter() - t0
+        self.cpu_s += time.thread_time() - c0
         return pressure
 
     def _drain(self, ch: "ThreadChannel") -> int:
@@ -174,6 +187,7 @@ class Drain:
 
         Takes what was waiting when the call began (at most one pool), so a
         producer that never pauses cannot keep the drain on one thread forever.
+        Returns once every chunk is on disk (or counted as dropped).
         """
         ctrl = ch.ctrl
         # WRITE_POS first, then the clock anchor: every record below the limit
@@ -187,42 +201,51 @@ class Drain:
             watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
             return 0
         self.converter.anchor()
+        # The last timestamp and CRC of what is encoded so far, written or not
+        # (chunks are encoded ahead of their write).
+        chain = [ch.last_ts_ns, ch.writer.index_crc if ch.writer is not None else 0]
         taken = 0
-        for _ in range(self._max_chunks):
-            n = self._drain_chunk(ch, limit)
-            taken += n
-            if n < self._chunk:
-                break
+        try:
+            for _ in range(self._max_chunks):
+                n = self._drain_chunk(ch, limit, chain)
+                taken += n
+                if n < self._chunk:
+                    break
+        finally:
+            self._io.wait_all()
         watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
         return taken
 
-    def _drain_chunk(self, ch: "ThreadChannel", limit: int) -> int:
+    def _drain_chunk(self, ch: "ThreadChannel", limit: int, chain: list) -> int:
         """Take at most one chunk of index records below ``limit`` (and their details), write it; return the records taken.
 
         The records come out of the ring already encoded (and checksummed,
-        when no detail waits) by one kernel pass into the staging buffer; a
-        batch without details is then written as it is
-        (``ThreadWriter.write_encoded``), one with details through
-        ``write_events``, which links them.
+        when no detail waits) by one kernel pass into a staging buffer. A
+        chunk without details is handed to the write-behind thread
+        (``ThreadWriter.write_encoded``) while the drain encodes the next;
+        one with details is written here through ``write_events``, which
+        links them. ``chain``: [last timestamp, CRC] after the chunks
+        encoded so far.
         """
         ctrl = ch.ctrl
         writer = ch.writer
         anchor_ticks, anchor_ns, n_anchors = self.converter.anchors()
+        events_buf, words = self._stages[self._next_stage]
+        self._io.wait(self._next_stage)  # its previous chunk is on disk
+        stage = self._next_stage
+        self._next_stage ^= 1
         has_detail = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
-        crc_in = crc = 0
+        crc_in, crc = chain[1], None
         if self._fused_crc and writer is not None and not has_detail:
-            crc_in = writer.index_crc
             n, start, last, clamped, crc = index_ring_take_encoded_crc(
-                ctrl, ch.index_pool, limit, self._words, ch.thread_id, ch.last_ts_ns,
+                ctrl, ch.index_pool, limit, words, ch.thread_id, chain[0],
                 anchor_ticks, anchor_ns, n_anchors, crc_in,
             )
-            checksummed = True
         else:
             n, start, last, clamped = index_ring_take_encoded(
-                ctrl, ch.index_pool, limit, self._words, ch.thread_id, ch.last_ts_ns,
+                ctrl, ch.index_pool, limit, words, ch.thread_id, chain[0],
                 anchor_ticks, anchor_ns, n_anchors,
             )
-            checksummed = False
         n = int(n)
         m = 0
         if has_detail:
@@ -245,29 +268,53 @@ class Drain:
                 details = self._detail_batch(m, kept)
         if n == 0:
             return 0
-        events = self._events[:n]
+        events = events_buf[:n]
         if writer is None:
             self._count_disk_error(ch, n, kept, ch.writer_error or "no writer")
             return n
+        chain[0] = int(last)
+        if details is None:
+            chain[1] = int(crc) if crc is not None else None
+            self._io.submit(stage, self._write_encoded, ch, events, crc, crc_in, int(last), int(clamped))
+            if chain[1] is None:
+                self._io.wait(stage)  # no CRC to chain from: the write computes it
+                chain[1] = writer.index_crc
+            return n
+        # The detail batch refers to the drain's detail staging: write it now,
+        # after the chunks before it.
+        self._io.wait_all()
         try:
-            if details is not None:
-                writer.write_events(events, details)
-            else:
-                if not checksummed:
-                    crc_in = writer.index_crc
-                    crc = crc32(events.view(np.uint8), crc_in)
-                writer.write_encoded(events, crc, crc_in)
+            writer.write_events(events, details)
         except (WriteError, AtfV2Error) as exc:
             self._count_disk_error(ch, n, kept, str(exc))
+            chain[1] = writer.index_crc
             return n
-        ch.last_ts_ns = int(last)
-        ch.timestamps_clamped += int(clamped)
-        ctrl[CTRL_INDEX_WRITTEN] += np.uint64(n)
-        if kept:
-            ctrl[CTRL_DETAIL_WRITTEN] += np.uint64(kept)
-            ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
-        self.events_written += n
+        chain[1] = writer.index_crc
+        self._commit(ch, n, int(last), int(clamped))
+        ctrl[CTRL_DETAIL_WRITTEN] += np.uint64(kept)
+        ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
         return n
+
+    def _write_encoded(self, ch: "ThreadChannel", events: np.ndarray, crc, crc_in: int, last: int, clamped: int) -> None:
+        """Write one encoded chunk (on the write-behind thread) and account for it."""
+        writer = ch.writer
+        try:
+            if crc is None or crc_in != writer.index_crc:
+                # no fused CRC, or an earlier chunk failed and its CRC never
+                # reached the file: checksum from what the file holds
+                crc_in = writer.index_crc
+                crc = crc32(events.view(np.uint8), crc_in)
+            writer.write_encoded(events, crc, crc_in)
+        except (WriteError, AtfV2Error) as exc:
+            self._count_disk_error(ch, len(events), 0, str(exc))
+            return
+        self._commit(ch, len(events), last, clamped)
+
+    def _commit(self, ch: "ThreadChannel", n: int, last: int, clamped: int) -> None:
+        ch.last_ts_ns = last
+        ch.timestamps_clamped += clamped
+        ch.ctrl[CTRL_INDEX_WRITTEN] += np.uint64(n)
+        self.events_written += n
 
     def _detail_batch(self, m: int, kept: int) -> DetailBatch:
         offsets = self._d_offsets[: m + 1]
@@ -323,6 +370,65 @@ class Drain:
             ctrl[CTRL_INDEX_POOL_PTR] = 0
             ctrl[CTRL_DETAIL_POOL_PTR] = 0
             ch.release_pools()
+
+
+class _WriteBehind:
+    """One helper thread that runs the drain's writes in order, so the next chunk is encoded meanwhile.
+
+    Both sides release the GIL for their heavy part (the encoding kernel,
+    ``pwritev``). Jobs are tagged with the staging buffer they read; the
+    drain waits for a buffer's job before reusing it, and for all of them
+    before anything that must follow every write (details, finalizing).
+    Started on first use, in the process that uses it (a forked child gets
+    its own).
+    """
+
+    def __init__(self):
+        self._jobs: "queue.SimpleQueue | None" = None
+        self._pid = 0
+        self._pending: dict = {}  # staging index -> threading.Event of its job
+        self._error: "BaseException | None" = None
+
+    def submit(self, tag: int, fn, *args) -> None:
+        if self._jobs is None or self._pid != os.getpid():
+            self._jobs = queue.SimpleQueue()
+            self._pid = os.getpid()
+            self._pending.clear()
+            threading.Thread(target=self._serve, args=(self._jobs,), name="atf2-drain-io", daemon=True).start()
+        done = threading.Event()
+        self._pending[tag] = done
+        self._jobs.put((fn, args, done))
+
+    def _serve(self, jobs: "queue.SimpleQueue") -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            fn, args, done = job
+            try:
+                fn(*args)
+            except BaseException as exc:  # handed to the drain thread at its next wait
+                self._error = exc
+            finally:
+                done.set()
+
+    def wait(self, tag: int) -> None:
+        done = self._pending.pop(tag, None)
+        if done is not None:
+            done.wait()
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+    def wait_all(self) -> None:
+        for tag in list(self._pending):
+            self.wait(tag)
+
+    def close(self) -> None:
+        self.wait_all()
+        if self._jobs is not None and self._pid == os.getpid():
+            self._jobs.put(None)
+        self._jobs = None
 
 
 def file_size(path: "str | None") -> int:

@@ -298,3 +298,38 @@ def test_session_with_details_mixes_both_paths(tmp_path):
         linked = [i for i, e in enumerate(tr.index) if e.detail_seq != L.NO_DETAIL]
         assert linked == list(range(0, 300, 50))
         assert [tr.get_detail_for(tr.index[i]).payload for i in linked] == [b"d%d" % i for i in linked]
+
+
+@pytest.mark.parametrize("fused_crc", [True, False])
+def test_write_behind_failed_chunk_costs_only_itself(tmp_path, monkeypatch, fused_crc):
+    """Chunks are encoded ahead of their write: when one write fails, the next (encoded
+    with the CRC the failed one would have left) is checksummed again and written."""
+    if not fused_crc:
+        monkeypatch.setattr(D, "crc_kernel_ok", lambda: False)
+    monkeypatch.setattr(D, "DRAIN_CHUNK", 1000)
+    n = 20_500
+    sess = S.trace_session_start(tmp_path / "s", ring_capacity=1024, spare_rings=31, flush_interval=60)
+    calls = []
+
+    def flaky(fd, bufs, offset):
+        calls.append(offset)
+        if len(calls) == 4:  # header/footer of the new file, then chunks: fail the third chunk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.pwritev(fd, bufs, offset)
+
+    try:
+        ch = sess.register_current_thread()
+        produce(ch.ctrl, ch.index_pool, n)
+        monkeypatch.setattr(W, "_pwritev", flaky)
+    finally:
+        st = S.trace_session_stop()
+    monkeypatch.setattr(W, "_pwritev", os.pwritev)
+    assert st.index.recorded == n and st.index.written + st.index.dropped == n
+    assert st.index.dropped == 1000 and st.index.drops["disk_error"] == 1000
+    with atf2.SessionReader(tmp_path / "s") as r:
+        (t,) = r.thread_ids
+        tr = r.thread(t)
+        assert tr.verify()["index"].crc == "ok" and not tr.recovered
+        fids = tr.index.events["function_id"].tolist()
+    lost = sorted(set(range(n)) - set(fids))
+    assert len(lost) == 1000 and lost == list(range(lost[0], lost[0] + 1000)) and fids == sorted(fids)

@@ -144,6 +144,8 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
             "producers": producers,
             "seconds": wall,
             "drain_capacity_events_per_s": st.drain_capacity_events_per_s,
+            "drain_cpu_ns_per_event": sess.drain.cpu_s / max(1, written) * 1e9,
+            "drain_cpu_capacity_events_per_s": written / sess.drain.cpu_s if sess.drain.cpu_s else 0.0,
             "raw_write_events_per_s": raw_rate,
             "raw_cold_events_per_s": raw_cold,
             "ratio_vs_raw": rate_w / raw_rate if raw_rate else 0.0,
