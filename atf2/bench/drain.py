@@ -177,6 +177,7 @@ def _prefilled_run(events: int, repeats: int = 3) -> dict:
             best = min(best, time.perf_counter() - t0)
             done += events
         st = S.trace_session_stop()
+        cpu = sess.drain.cpu_s
         shutil.rmtree(d, ignore_errors=True)
         os.sync()
         raw_rate = events / _raw_write_seconds(root, events * INDEX_EVENT_SIZE)
@@ -186,6 +187,8 @@ def _prefilled_run(events: int, repeats: int = 3) -> dict:
             "unit": "events/s",
             "events": events,
             "dropped": st.index.dropped,
+            "drain_cpu_ns_per_event": cpu / max(1, st.index.written) * 1e9,
+            "drain_cpu_capacity_events_per_s": st.index.written / cpu if cpu else 0.0,
             "raw_write_events_per_s": raw_rate,
             "ratio_vs_raw": rate / raw_rate,
             "loadavg": os.getloadavg()[0],
