@@ -183,6 +183,7 @@ class Session:
         self._t0 = time.monotonic()
         self._t_stop: "float | None" = None
         self._final: "SessionStats | None" = None
+        self._manifest_due = 0.0  # monotonic time before which crash-recovery manifest rewrites wait
         self.drain = Drain(self.config, self._snapshot, self.flush_interval, self._channels_changed)
 
     # ------------------------------------------------------------ lifecycle
@@ -358,12 +359,27 @@ class Session:
         self.drain.wake.set()
 
     def _channels_changed(self) -> None:
-        """Drain thread: the set of threads changed; keep the manifest current for crash recovery."""
-        if self._status == STATUS_RECORDING:
-            try:
-                self._write_manifest(fsync=False)
-            except OSError as exc:
-                self.drain.errors.append(f"manifest: {exc}")
+        """Drain thread: the set of threads changed; keep the manifest current for crash recovery.
+
+        A rewrite costs O(threads) (stats of every thread, JSON): with
+        thousands of threads it takes most of a second, during which the
+        drain neither drains nor closes ended threads' files. So a rewrite
+        waits until 20x the last one's cost has passed (the drain spends at
+        most ~5% of its time on them); meanwhile the drain is asked again
+        every cycle, so the last change is written too.
+        (``recover_session`` also finds thread directories the manifest lacks.)
+        """
+        if self._status != STATUS_RECORDING:
+            return
+        now = time.monotonic()
+        if now < self._manifest_due:
+            self.drain._known = -1  # not written yet: the drain calls again next cycle
+            return
+        try:
+            self._write_manifest(fsync=False)
+        except OSError as exc:
+            self.drain.errors.append(f"manifest: {exc}")
+        self._manifest_due = now + 20 * (time.monotonic() - now)
 
     # -------------------------------------------------------------- events
 

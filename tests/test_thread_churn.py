@@ -54,6 +54,7 @@ def test_thousands_of_short_lived_threads(tmp_path):
     # of threads that did not release theirs would show in the RSS
     options = dict(flush_interval=0.005, ring_capacity=1024, spare_rings=3, detail_ring_bytes=16384, detail_spare_rings=1)
     fd_peak = 0
+    fds_by_wave = []
     rss = []
     with atf2.trace_session(d, **options) as s:
         fid = s.symbols.register("churn")
@@ -73,6 +74,7 @@ def test_thousands_of_short_lived_threads(tmp_path):
             for t in ts:
                 t.join()
             fd_peak = max(fd_peak, n_fds())
+            fds_by_wave.append(n_fds())
             if wave // WAVE % 8 == 0:
                 rss.append(rss_bytes())
         wait_until(lambda: all(t.state == "closed" for t in s.get_stats().threads[1:]))
@@ -83,6 +85,12 @@ def test_thousands_of_short_lived_threads(tmp_path):
     # the live wave and the one before it hold theirs (2 each: index, detail),
     # never a number growing with the threads of the session
     assert fd_peak <= base_fds + 2 * 2 * WAVE + 8, (fd_peak, base_fds)
+    # ... and does not grow with the session's thread count. (Regression: the
+    # drain rewrote the whole manifest, O(threads), at every change of the
+    # thread set: with thousands of threads its cycles took most of a second,
+    # ended threads' files stayed open longer and longer, 600+ fds at 6000.)
+    quarter = len(fds_by_wave) // 4
+    assert max(fds_by_wave[-quarter:]) <= max(fds_by_wave[:quarter]) + 2 * WAVE, fds_by_wave
     # memory: a wave's rings are ~100 KiB a thread; flat after the first waves,
     # far below what N_THREADS threads' rings would take if never released
     per_thread_rings = (1024 * 4 * 24) + 16384 * 2
