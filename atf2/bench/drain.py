@@ -26,6 +26,11 @@ once (``raw_cold_events_per_s``): on VMs whose host backs guest memory on
 first touch, never-used page-cache pages cost ~10x more than reused ones,
 and this gives the session and the raw reference the same kind of pages.
 ``loadavg`` is the 1-minute load average when the row finished.
+``drain_cpu_ns_per_event``: CPU time (thread time) the drain's two threads
+(cycles, write-behind) spent per event written; unlike the rates it barely
+depends on how many other processes share the cores, and
+``drain_cpu_capacity_events_per_s`` = 1e9 / that is what the drain sustains
+with one core to itself.
 
 Run: ``python -m atf2.bench.drain [--quick] [--repeat N]`` (with N > 1 it
 also prints best and median per row) or ``python -m atf2.bench drain``.
