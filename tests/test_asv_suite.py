@@ -5,7 +5,9 @@ sizes, see ``asv_bench/common.py``) in a copy of ``asv.conf.json`` whose
 results, environments and machine file live in a temporary directory, so the
 run leaves nothing behind. asv exits with status 2 when a benchmark fails and
 1 when the suite cannot be imported; either fails the test, which also names
-the failed benchmarks. A second test proves the check catches a failure.
+the failed benchmarks; a benchmark that skips itself (its setup raises
+NotImplementedError, e.g. without viztracer) fails it too, since the test
+extra installs everything. A second test proves the checks catch both.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ BENCH_DIR = ROOT / "asv_bench"
 MACHINE = "atf2-smoke"
 # "[ 7.14%] ··· bench_x.X.time_y      1/2 failed" / "... failed"
 _FAILED_RE = re.compile(r"···\s+(\S+)\s+(?:\d+/\d+\s+)?failed\s*$", re.M)
+# a benchmark whose setup raises NotImplementedError (e.g. viztracer missing)
+_SKIPPED_RE = re.compile(r"asv: skipped: (.*)$", re.M)
 
 
 def _asv(args: list, cwd: Path, home: Path, timeout: float) -> subprocess.CompletedProcess:
@@ -66,6 +70,8 @@ def test_every_asv_benchmark_runs(tmp_path):
     status, output, names = run_suite(BENCH_DIR, tmp_path)
     failed = _FAILED_RE.findall(output)
     assert status == 0 and not failed, f"asv exit status {status}, failed: {failed}\n{output[-20000:]}"
+    # with the test extra installed every benchmark can run: none may skip itself
+    assert not _SKIPPED_RE.findall(output), f"skipped: {sorted(set(_SKIPPED_RE.findall(output)))}"
     # every benchmark module contributed benchmarks (none was skipped on import)
     modules = sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
     assert modules, "no asv benchmark modules"
@@ -87,12 +93,18 @@ def test_a_failing_benchmark_fails_the_check(tmp_path):
         "        if n == 2:\n"
         "            raise ValueError('broken benchmark')\n"
         "        return 1.0\n"
+        "class Unavailable:\n"
+        "    def setup(self):\n"
+        "        raise NotImplementedError('missing dependency')\n"
+        "    def track_nothing(self):\n"
+        "        return 1.0\n"
     )
     status, output, names = run_suite(suite, tmp_path, timeout=120)
-    assert names == ["bench_broken.Broken.time_fine", "bench_broken.Broken.track_raises"]
+    assert names == ["bench_broken.Broken.time_fine", "bench_broken.Broken.track_raises", "bench_broken.Unavailable.track_nothing"]
     assert status == 2, output
     assert _FAILED_RE.findall(output) == ["bench_broken.Broken.track_raises"], output
     assert "broken benchmark" in output
+    assert _SKIPPED_RE.findall(output) == ["NotImplementedError('missing dependency')"], output
 
 
 if __name__ == "__main__":
