@@ -23,6 +23,7 @@ import ctypes
 import struct
 import sys
 import threading
+import time
 from typing import Any, Optional
 
 import numpy as np
@@ -41,7 +42,15 @@ from .layout import (
     DETAIL_CALL_INFO_FN,
     DETAIL_CALL_INFO_MASK,
     DETAIL_CALL_INFO_TABLE,
+    DETAIL_CALL_HEADS,
+    DETAIL_CALL_LINES_NAME,
     DETAIL_CALL_LOCALS_OFFSET,
+    DETAIL_CALL_REPR_CAP,
+    DETAIL_CALL_SLOW_FN,
+    DETAIL_CALL_SLOW_TICKS,
+    DETAIL_CALL_TYPE_FN,
+    DETAIL_CALL_TYPE_MASK,
+    DETAIL_CALL_TYPE_TABLE,
     DETAIL_CALL_NONE,
     DETAIL_CALL_SCRATCH,
     DETAIL_CALL_SCRATCH_BYTES,
@@ -60,13 +69,15 @@ from .layout import (
     DETAIL_INFO_NPARAMS_SHIFT,
     DETAIL_INFO_TRUNCATED,
     DETAIL_PAYLOAD_VERSION,
+    DETAIL_TYPE_HEAD_LEN_SHIFT,
+    DETAIL_TYPE_PYTHON,
     EVENT_CALL,
     EVENT_RETURN,
     PAYLOAD_TAG_STRUCT,
     PAYLOAD_U32_MAX,
     PAYLOAD_VAL_UNBOUND,
 )
-from .payload import PayloadEncoder, PayloadOptions, code_params
+from .payload import REPRLIB_TYPES, PayloadEncoder, PayloadOptions, code_params
 
 DETAIL_MODES = ("off", "always", "flight")
 
@@ -154,7 +165,6 @@ class DetailCapture:
     """
 
     def __init__(self, symbols, options: Optional[PayloadOptions] = None):
-        from .kernels.codetable import new_table
         from .kernels.detail_hook import bootstrap_hook_detail, capture_hook_detail, exception_trace_hook
 
         self.symbols = symbols
@@ -169,12 +179,15 @@ class DetailCapture:
         self._exception_fn = self.encoder.exception_value
         self._info_fn = self.code_info
         self._args_fn = self.call_values
-        self._lock = threading.Lock()
-        self._capacity = 1024
-        self._table = new_table(self._capacity)
-        self._count = 0
-        self._old_tables: list = []
-        self._pinned: list = []  # code objects whose addresses are table keys
+        self._type_fn = self.type_info
+        self._slow_fn = self.slow_repr
+        self._lock = threading.RLock()
+        self._codes = _Table(1024)  # code address -> DETAIL_INFO_* word
+        self._types = _Table(256)  # type address -> DETAIL_TYPE_* word
+        self._heads = np.zeros(_HEADS_BYTES, dtype=np.uint8)  # OBJECT tag + packed type name, per type
+        self._heads_used = 0
+        self._slow_ticks = int(self.encoder.options.slow_repr_ns * _ticks_per_ns())
+        self._pinned: list = []  # code objects and types whose addresses are table keys
         self._names: dict = {}  # code object -> recorded parameter names (call_values)
         self._blocks: list = []  # per-thread blocks and scratch buffers, alive while the session is
         self._max_args = self.encoder.options.max_args
@@ -209,6 +222,12 @@ class DetailCapture:
         block[DETAIL_CALL_TEXT_CAP] = self.encoder.options.text_cap
         block[DETAIL_CALL_STACK_DEPTH] = self.encoder.options.stack_depth
         block[DETAIL_CALL_TYPE_OFFSET] = _TYPE_OFFSET
+        block[DETAIL_CALL_LINES_NAME] = id(_F_TRACE_LINES)
+        block[DETAIL_CALL_TYPE_FN] = id(self._type_fn)
+        block[DETAIL_CALL_SLOW_FN] = id(self._slow_fn)
+        block[DETAIL_CALL_HEADS] = self._heads.ctypes.data
+        block[DETAIL_CALL_REPR_CAP] = self.encoder.options.repr_cap
+        block[DETAIL_CALL_SLOW_TICKS] = self._slow_ticks
         with self._lock:
             self._publish(block)
             self._blocks.append((block, scratch))
@@ -229,15 +248,22 @@ class DetailCapture:
             block[DETAIL_CALL_EXC_FRAME] = 0
 
     def _publish(self, block) -> None:
-        block[DETAIL_CALL_INFO_TABLE] = self._table.ctypes.data
-        block[DETAIL_CALL_INFO_MASK] = self._capacity - 1
+        block[DETAIL_CALL_INFO_TABLE] = self._codes.array.ctypes.data
+        block[DETAIL_CALL_INFO_MASK] = self._codes.capacity - 1
+        block[DETAIL_CALL_TYPE_TABLE] = self._types.array.ctypes.data
+        block[DETAIL_CALL_TYPE_MASK] = self._types.capacity - 1
+
+    def _insert(self, table: "_Table", key: int, value: int, pin) -> None:
+        """Add to one of the hook's tables (under the lock); a grown table is published to every block."""
+        if table.insert(key, value):
+            for block, _ in self._blocks:
+                self._publish(block)
+        self._pinned.append(pin)
 
     # -- callbacks of the hook -------------------------------------------------
 
     def code_info(self, frame) -> int:
         """First event of a code object: its recorded parameters, packed for the hook's table."""
-        from .kernels.codetable import new_table, table_insert, table_rehash
-
         code = frame.f_code
         names = code_params(code)
         kept = names[: self._max_args]
@@ -245,18 +271,34 @@ class DetailCapture:
         info |= min(len(names), PAYLOAD_U32_MAX) << DETAIL_INFO_NPARAMS_SHIFT
         self._names[code] = kept
         with self._lock:
-            if 2 * (self._count + 1) > self._capacity:
-                capacity = self._capacity * 2
-                table = new_table(capacity)
-                table_rehash(self._table, table, capacity - 1)
-                self._old_tables.append(self._table)  # a hook may still be reading it
-                self._table, self._capacity = table, capacity
-                for block, _ in self._blocks:
-                    self._publish(block)
-            table_insert(self._table, self._capacity - 1, id(code), info)
-            self._count += 1
-            self._pinned.append(code)
+            self._insert(self._codes, id(code), info, code)
         return info
+
+    def type_info(self, obj) -> int:
+        """First value of a type the hook does not encode inline: its OBJECT head, or "use PayloadEncoder.value".
+
+        Builtin containers go to the encoder (its reprlib bounds for big or
+        deep ones), as do types on the slow-repr skip list.
+        """
+        t = type(obj)
+        info = DETAIL_TYPE_PYTHON
+        if t not in REPRLIB_TYPES and t not in self.encoder.slow_types:
+            head = self.encoder.object_head(t)
+            with self._lock:
+                start = self._heads_used
+                if start + len(head) <= self._heads.size:
+                    self._heads[start : start + len(head)] = np.frombuffer(head, dtype=np.uint8)
+                    self._heads_used = start + len(head)
+                    info = start | (len(head) << DETAIL_TYPE_HEAD_LEN_SHIFT)
+        with self._lock:
+            self._insert(self._types, id(t), info, t)
+        return info
+
+    def slow_repr(self, t: type) -> None:
+        """The hook timed a repr of type ``t`` above ``slow_repr_ns``: skip its repr from now on."""
+        self.encoder.slow_types.add(t)
+        with self._lock:
+            self._insert(self._types, id(t), DETAIL_TYPE_PYTHON, t)
 
     def call_values(self, frame) -> bytes:
         """CALL values read through ``frame.f_locals`` (when the hook cannot read the frame itself)."""
@@ -268,6 +310,50 @@ class DetailCapture:
         value_of = self.encoder.value
         local = frame.f_locals
         return b"".join([_UNBOUND_BYTES if v is _MISSING else value_of(v) for v in map(local.get, names, _MISSINGS)])
+
+
+class _Table:
+    """One of the hook's lookup tables (``atf2.kernels.codetable``), grown by rehashing."""
+
+    def __init__(self, capacity: int):
+        from .kernels.codetable import new_table
+
+        self.capacity = capacity
+        self.array = new_table(capacity)
+        self.count = 0
+        self.retired: list = []  # replaced arrays: a hook may still be reading one
+
+    def insert(self, key: int, value: int) -> bool:
+        """Store ``key -> value``; True when the array was replaced (publish it)."""
+        from .kernels.codetable import new_table, table_insert, table_lookup, table_rehash
+
+        grew = False
+        if int(table_lookup(self.array, self.capacity - 1, key)) == _MISSING_WORD:
+            if 2 * (self.count + 1) > self.capacity:
+                capacity = self.capacity * 2
+                array = new_table(capacity)
+                table_rehash(self.array, array, capacity - 1)
+                self.retired.append(self.array)
+                self.array, self.capacity = array, capacity
+                grew = True
+            self.count += 1
+        table_insert(self.array, self.capacity - 1, key, value)
+        return grew
+
+
+_MISSING_WORD = 0xFFFFFFFFFFFFFFFF
+#: bytes for the OBJECT heads (tag + type name) of the types seen by a session; later types go to Python
+_HEADS_BYTES = 1 << 20
+
+
+def _ticks_per_ns() -> float:
+    """The hook's clock rate (``atf2.clock.ticks``), measured over a millisecond or two."""
+    from .clock import ticks_py
+
+    t0, n0 = ticks_py(), time.perf_counter_ns()
+    time.sleep(0.002)
+    t1, n1 = ticks_py(), time.perf_counter_ns()
+    return max(1e-3, (t1 - t0) / max(1, n1 - n0))
 
 
 def _cell_type() -> type:
@@ -289,6 +375,7 @@ def _set_trace(address: int, obj) -> None:
     _set_trace_c(address, obj)
 
 
+_F_TRACE_LINES = sys.intern("f_trace_lines")
 _UNBOUND_BYTES = struct.pack(PAYLOAD_TAG_STRUCT, PAYLOAD_VAL_UNBOUND)
 
 

@@ -530,7 +530,19 @@ DETAIL_CALL_STRLEN = 24  #: H: out-parameter of PyUnicode_AsUTF8AndSize
 DETAIL_CALL_EXC_FRAME = 25  #: H: frame of the last exception seen by the trace hook (0: none)
 DETAIL_CALL_EXC_TYPE = 26  #: H: its type (a strong reference while set)
 DETAIL_CALL_EXC_VALUE = 27  #: H: its value (a strong reference while set)
-DETAIL_CALL_SLOTS = 28
+DETAIL_CALL_LINES_NAME = 28  #: S: address of the interned str "f_trace_lines"
+DETAIL_CALL_TYPE_TABLE = 29  #: S: data address of the type table (type address -> DETAIL_TYPE_* word)
+DETAIL_CALL_TYPE_MASK = 30  #: S: its capacity - 1
+DETAIL_CALL_TYPE_FN = 31  #: S: callable type_info(obj) -> int (inserts into the type table)
+DETAIL_CALL_HEADS = 32  #: S: data address of the packed OBJECT tag + type names (offsets in DETAIL_TYPE_*)
+DETAIL_CALL_REPR_CAP = 33  #: S: PayloadOptions.repr_cap
+DETAIL_CALL_SLOW_TICKS = 34  #: S: PayloadOptions.slow_repr_ns in ticks
+DETAIL_CALL_SLOW_FN = 35  #: S: callable slow_repr(type): puts a type on the encoder's skip list
+DETAIL_CALL_SLOTS = 36
+#: type table value: offset (bits 0-31) and length (bits 32-47) of the type's OBJECT head, or DETAIL_TYPE_PYTHON
+DETAIL_TYPE_HEAD_LEN_SHIFT = 32
+DETAIL_TYPE_HEAD_LEN_MASK = 0xFFFF
+DETAIL_TYPE_PYTHON = 1 << 48  #: values of this type are encoded by PayloadEncoder.value (containers, slow reprs)
 #: code-info table value: kept argument count (bits 0-7), ARGS_TRUNCATED (bit 8), declared parameters (bits 32-63)
 DETAIL_INFO_KEPT_MASK = 0xFF
 DETAIL_INFO_TRUNCATED = 0x100

@@ -96,7 +96,7 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
 #: containers whose repr reprlib bounds itself (size and depth), recursion included
-_REPRLIB_TYPES = frozenset({list, tuple, dict, set, frozenset, deque})
+REPRLIB_TYPES = _REPRLIB_TYPES = frozenset({list, tuple, dict, set, frozenset, deque})
 
 
 @dataclass(frozen=True)
@@ -367,16 +367,21 @@ class PayloadEncoder:
         finally:
             if time.perf_counter_ns() - start > self.options.slow_repr_ns:
                 self.slow_types.add(t)
-        head = self._object_heads.get(t)
-        if head is None:
-            head = _TAG.pack(PAYLOAD_VAL_OBJECT) + self._type_prefix(t)
-            if len(self._object_heads) < 4096:
-                self._object_heads[t] = head
+        head = self.object_head(t)
         if len(text) <= cap:
             data = text.encode("utf-8", "surrogatepass")
             if len(data) <= cap:
                 return head + _TEXT.pack(len(text), len(data)) + data
         return head + _text(text, cap)
+
+    def object_head(self, t: type) -> bytes:
+        """Tag OBJECT and the packed type name of ``t`` (cached per type)."""
+        head = self._object_heads.get(t)
+        if head is None:
+            head = _TAG.pack(PAYLOAD_VAL_OBJECT) + self._type_prefix(t)
+            if len(self._object_heads) < 4096:
+                self._object_heads[t] = head
+        return head
 
     def exception_value(self, exc_type: Any, exc_value: Any) -> bytes:
         """The EXCEPTION value: the exception's type name and its (bounded) message."""

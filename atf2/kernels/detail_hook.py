@@ -81,7 +81,15 @@ from ..layout import (
     DETAIL_CALL_INFO_FN,
     DETAIL_CALL_INFO_MASK,
     DETAIL_CALL_INFO_TABLE,
+    DETAIL_CALL_HEADS,
+    DETAIL_CALL_LINES_NAME,
     DETAIL_CALL_LOCALS_OFFSET,
+    DETAIL_CALL_REPR_CAP,
+    DETAIL_CALL_SLOW_FN,
+    DETAIL_CALL_SLOW_TICKS,
+    DETAIL_CALL_TYPE_FN,
+    DETAIL_CALL_TYPE_MASK,
+    DETAIL_CALL_TYPE_TABLE,
     DETAIL_CALL_NONE,
     DETAIL_CALL_OVERFLOW,
     DETAIL_CALL_SCRATCH,
@@ -104,6 +112,9 @@ from ..layout import (
     DETAIL_INFO_NPARAMS_SHIFT,
     DETAIL_INFO_TRUNCATED,
     DETAIL_PAYLOAD_VERSION,
+    DETAIL_TYPE_HEAD_LEN_MASK,
+    DETAIL_TYPE_HEAD_LEN_SHIFT,
+    DETAIL_TYPE_PYTHON,
     DROP_RING_FULL,
     EVENT_CALL,
     EVENT_EXCEPTION,
@@ -121,6 +132,7 @@ from ..layout import (
     PAYLOAD_VAL_TRUE,
     PAYLOAD_VAL_UNBOUND,
 )
+from ..clock import ticks
 from .codetable import MISSING, table_find
 from .hook import (
     PY_TRACE_CALL,
@@ -162,6 +174,8 @@ _PyCell_Get = ExternalFunction("PyCell_Get", types.voidptr(types.voidptr))
 _PyFrame_GetBack = ExternalFunction("PyFrame_GetBack", types.voidptr(types.voidptr))
 _PyTuple_GetItem = ExternalFunction("PyTuple_GetItem", types.voidptr(types.voidptr, types.int64))
 _Py_IncRef = ExternalFunction("Py_IncRef", types.void(types.voidptr))
+_PyObject_Repr = ExternalFunction("PyObject_Repr", types.voidptr(types.voidptr))
+_PyObject_SetAttr = ExternalFunction("PyObject_SetAttr", types.int32(types.voidptr, types.voidptr, types.voidptr))
 _PyEval_SetTrace = ExternalFunction("PyEval_SetTrace", types.void(types.voidptr, types.voidptr))
 
 
@@ -195,6 +209,10 @@ _U32_MAX = np.uint64(0xFFFFFFFF)
 _NPARAMS_SHIFT = np.uint64(DETAIL_INFO_NPARAMS_SHIFT)
 _KEPT_MASK = np.uint64(DETAIL_INFO_KEPT_MASK)
 _INFO_TRUNCATED = np.uint64(DETAIL_INFO_TRUNCATED)
+_TYPE_PYTHON = np.uint64(DETAIL_TYPE_PYTHON)
+_HEAD_LEN_SHIFT = np.uint64(DETAIL_TYPE_HEAD_LEN_SHIFT)
+_HEAD_LEN_MASK = np.uint64(DETAIL_TYPE_HEAD_LEN_MASK)
+_HEAD_OFFSET_MASK = np.uint64(0xFFFFFFFF)
 #: scratch too small for a value (or a callback failed): the event gets no detail
 _FAIL = np.int64(-1)
 
@@ -248,23 +266,105 @@ def _copy_bytes_result(result, buf, pos, cap):
 
 @njit(inline="always", nogil=True)
 def _put_text(buf, pos, cap, tag, src_addr, n, original, limit):
-    """tag, u32 original length, u32 kept, kept bytes (``n`` cut to ``limit`` on a UTF-8 boundary when ``tag`` is STR)."""
+    """tag, u32 original length, u32 kept, kept bytes (``n`` cut to ``limit`` on a UTF-8 boundary unless BYTES)."""
+    if pos + 1 > cap:
+        return _FAIL
+    buf[pos] = np.uint8(tag)
+    return _put_text_body(buf, pos + 1, cap, src_addr, n, original, limit, tag != PAYLOAD_VAL_BYTES)
+
+
+@njit(inline="always", nogil=True)
+def _put_text_body(buf, pos, cap, src_addr, n, original, limit, utf8):
     src = carray(_u8_pointer(src_addr), np.intp(n))
     kept = n
     if kept > limit:
         kept = limit
-        if tag == PAYLOAD_VAL_STR:
+        if utf8:
             while kept > 0 and (src[kept] & np.uint8(0xC0)) == np.uint8(0x80):
                 kept -= 1
-    if pos + 9 + kept > cap:
+    if pos + 8 + kept > cap:
         return _FAIL
-    buf[pos] = np.uint8(tag)
-    _put_u32(buf, pos + 1, min(np.uint64(original), _U32_MAX))
-    _put_u32(buf, pos + 5, kept)
-    base = pos + 9
+    _put_u32(buf, pos, min(np.uint64(original), _U32_MAX))
+    _put_u32(buf, pos + 4, kept)
+    base = pos + 8
     for k in range(kept):
         buf[base + k] = src[k]
     return base + kept
+
+
+@njit(nogil=True)
+def _utf8_text(block, buf, pos, cap, text, limit):
+    """The text body of the exact str ``text`` (at most ``limit`` bytes kept); new position, _FAIL, or -2: not encodable here."""
+    length = _PyUnicode_GetLength(text)
+    src = text
+    if length > limit:  # encode only the characters that can be kept
+        src = _PyUnicode_Substring(text, 0, limit)
+        if _address(src) == _ZERO:
+            _PyErr_Clear()
+            return np.int64(-2)
+    data = _PyUnicode_AsUTF8AndSize(src, _pointer(_address_of_slot(block, DETAIL_CALL_STRLEN)))
+    end = np.int64(-2)
+    if _address(data) != _ZERO:
+        end = _put_text_body(buf, pos, cap, _address(data), np.int64(block[DETAIL_CALL_STRLEN]), length, limit, True)
+    else:
+        _PyErr_Clear()  # lone surrogates: the encoder's surrogatepass path
+    if _address(src) != _address(text):
+        _Py_DecRef(src)
+    return end
+
+
+@njit(nogil=True)
+def _type_info(block, t, obj):
+    mask = block[DETAIL_CALL_TYPE_MASK]
+    table = carray(_u64_pointer(block[DETAIL_CALL_TYPE_TABLE]), np.intp(2) * (np.intp(mask) + 1))
+    info = table_find(table, mask, t)
+    if info != MISSING:
+        return info
+    result = _call1(block[DETAIL_CALL_TYPE_FN], block, obj)
+    if _address(result) == _ZERO:
+        _PyErr_Clear()
+        return MISSING
+    info = _PyLong_AsUnsignedLongLong(result)
+    _Py_DecRef(result)
+    if info == MISSING and _address(_PyErr_Occurred()) != _ZERO:
+        _PyErr_Clear()
+    return info
+
+
+@njit(nogil=True)
+def _put_object(block, buf, pos, cap, obj, t):
+    """OBJECT value from the type's cached head and ``repr(obj)`` (bounded), or -2: let Python encode it."""
+    info = _type_info(block, t, _address(obj))
+    if info == MISSING or (info & _TYPE_PYTHON) != _ZERO:
+        return np.int64(-2)
+    start = ticks()
+    text = _PyObject_Repr(obj)
+    elapsed = ticks() - start
+    if _address(text) == _ZERO:
+        # repr raised: clear it before calling anything (a call made with an
+        # exception pending fails after the fact); PayloadEncoder.value then
+        # records REPR_FAILED with the error, and times it itself.
+        _PyErr_Clear()
+        return np.int64(-2)
+    if elapsed > block[DETAIL_CALL_SLOW_TICKS]:  # recorded once, then skipped (as PayloadEncoder does)
+        result = _call1(block[DETAIL_CALL_SLOW_FN], block, t)
+        if _address(result) == _ZERO:
+            _PyErr_Clear()
+        else:
+            _Py_DecRef(result)
+    if _word_at(text, np.intp(block[DETAIL_CALL_TYPE_OFFSET])) != block[DETAIL_CALL_T_STR]:
+        _Py_DecRef(text)  # a str subclass: Python takes its plain value
+        return np.int64(-2)
+    head_len = np.int64((info >> _HEAD_LEN_SHIFT) & _HEAD_LEN_MASK)
+    if pos + head_len > cap:
+        _Py_DecRef(text)
+        return _FAIL
+    head = carray(_u8_pointer(block[DETAIL_CALL_HEADS] + (info & _HEAD_OFFSET_MASK)), np.intp(head_len))
+    for k in range(head_len):
+        buf[pos + k] = head[k]
+    end = _utf8_text(block, buf, pos + head_len, cap, text, np.int64(block[DETAIL_CALL_REPR_CAP]))
+    _Py_DecRef(text)
+    return end
 
 
 @njit(nogil=True)
@@ -301,22 +401,14 @@ def _put_value(block, buf, pos, cap, obj):
         return _put_text(buf, pos, cap, PAYLOAD_VAL_BYTES, _address(_PyBytes_AsString(obj)), n, n,
                          np.int64(block[DETAIL_CALL_TEXT_CAP]))
     elif t == block[DETAIL_CALL_T_STR]:
-        limit = np.int64(block[DETAIL_CALL_TEXT_CAP])
-        length = _PyUnicode_GetLength(obj)
-        src = obj
-        if length > limit:  # encode only the characters that can be kept
-            src = _PyUnicode_Substring(obj, 0, limit)
-        if _address(src) != _ZERO:
-            data = _PyUnicode_AsUTF8AndSize(src, _pointer(_address_of_slot(block, DETAIL_CALL_STRLEN)))
-            if _address(data) != _ZERO:
-                end = _put_text(buf, pos, cap, PAYLOAD_VAL_STR, _address(data), np.int64(block[DETAIL_CALL_STRLEN]),
-                                length, limit)
-                if _address(src) != addr:
-                    _Py_DecRef(src)
-                return end
-            if _address(src) != addr:
-                _Py_DecRef(src)
-        _PyErr_Clear()  # lone surrogates: the encoder's surrogatepass path
+        buf[pos] = np.uint8(PAYLOAD_VAL_STR)
+        end = _utf8_text(block, buf, pos + 1, cap, obj, np.int64(block[DETAIL_CALL_TEXT_CAP]))
+        if end != -2:
+            return end
+    else:
+        end = _put_object(block, buf, pos, cap, obj, t)
+        if end != -2:
+            return end
     return _copy_bytes_result(_call1(block[DETAIL_CALL_VALUE_FN], block, addr), buf, pos, cap)
 
 
@@ -525,6 +617,13 @@ def exception_trace_hook(obj, frame, what, arg):
     returns at once. Once the thread's capture is off, it uninstalls itself.
     """
     if what != PY_TRACE_EXCEPTION:
+        if what == 2:
+            ctrl = carray(_u64_pointer(_word_at(obj, _OBJECT_HEAD)), CTRL_SLOTS)
+            block_addr = ctrl[CTRL_HOOK_DETAIL]
+            if block_addr != _ZERO:
+                block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
+                if _PyObject_SetAttr(frame, _pointer(block[DETAIL_CALL_LINES_NAME]), _pointer(block[DETAIL_CALL_FALSE])) != 0:
+                    _PyErr_Clear()
         return 0
     ctrl = carray(_u64_pointer(_word_at(obj, _OBJECT_HEAD)), CTRL_SLOTS)
     block_addr = ctrl[CTRL_HOOK_DETAIL]
