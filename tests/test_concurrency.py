@@ -153,7 +153,6 @@ def test_concurrent_stops_return_the_same_figures(tmp_path):
 
 
 def test_start_stop_cycles_leak_nothing(tmp_path):
-    atf2.emit  # noqa: B018 - imported
     # warm up once (numba caches, lazily imported modules) before taking the baseline
     with atf2.trace_session(tmp_path / "warm", flush_interval=0.002):
         atf2.emit("f", 1)
