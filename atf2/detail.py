@@ -190,6 +190,7 @@ class DetailCapture:
         self._pinned: list = []  # code objects and types whose addresses are table keys
         self._names: dict = {}  # code object -> recorded parameter names (call_values)
         self._blocks: list = []  # per-thread blocks and scratch buffers, alive while the session is
+        self._traced: list = []  # control blocks given to the exception trace hook (its obj)
         self._max_args = self.encoder.options.max_args
 
     # -- per thread ------------------------------------------------------------
@@ -234,12 +235,22 @@ class DetailCapture:
         ctrl[CTRL_HOOK_DETAIL] = block.ctypes.data
         if sys.gettrace() is None:
             _set_trace(self.trace_address, ctrl)
+            self._traced.append(ctrl)
 
     def release(self, ctrl: np.ndarray) -> None:
         ctrl[CTRL_HOOK_DETAIL] = 0
 
     def close(self) -> None:
-        """Drop the exceptions still held by the blocks (session stopped: no hook runs any more)."""
+        """Tracing stopped (the tracer, in the stopping thread): remove the exception
+        trace hook from this thread and drop the exceptions the blocks still hold.
+
+        Other threads' trace hooks remove themselves at their next event once
+        their capture is off (``exception_trace_hook``).
+        """
+        current = sys.gettrace()
+        if isinstance(current, np.ndarray) and any(current is ctrl for ctrl in self._traced):
+            sys.settrace(None)
+        self._traced.clear()
         for block, _ in self._blocks:
             for slot in (DETAIL_CALL_EXC_TYPE, DETAIL_CALL_EXC_VALUE):
                 if block[slot]:

@@ -150,6 +150,8 @@ class Tracer:
         self._prev_threading_profile = None
         # issue 5: sessions capturing Python details install the detail variant of the hook
         self.detail = getattr(session, "detail_capture", None)
+        # issue 5: the detail bootstrap hook records the adopting event with its detail too
+        self._bootstrap_address = bootstrap_hook.address if self.detail is None else self.detail.bootstrap_address
         if self.detail is not None:
             self.hook_address = self.detail.hook_address
         else:  # C-function events cost nothing unless recorded: two hook variants
@@ -257,9 +259,9 @@ class Tracer:
             self.active = True
             threading.setprofile(self._thread_start_hook)
             if _PY312:
-                _set_profile_all(bootstrap_hook.address, id(self._adopter))
+                _set_profile_all(self._bootstrap_address, id(self._adopter))
             else:
-                set_profile_other_threads(bootstrap_hook.address, id(self._adopter))
+                set_profile_other_threads(self._bootstrap_address, id(self._adopter))
             self.threads_adopted += 1
             self._install_current(channel.ctrl)
 
@@ -278,6 +280,8 @@ class Tracer:
             else:
                 set_profile_other_threads(0, 0)
         _restore_profile(self._prev_profile)
+        if self.detail is not None:  # issue 5: the exception trace hook of this thread, held exceptions
+            self.detail.close()
         self._ctrls.clear()
 
     @property

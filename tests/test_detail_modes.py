@@ -268,3 +268,119 @@ def test_flight_writer_in_batches_matches_the_whole_run(seed):
     assert [p for p, _ in fake.details] == want
     assert all(payload == payloads[p] for p, payload in fake.details)
     assert len(fw.windows) == len(w) and [x["start_index_seq"] for x in fw.windows] == w.start.tolist()
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
+def raise_deep(n, exc):
+    if n == 0:
+        raise exc
+    return raise_deep(n - 1, exc)
+
+
+def caught_then_raised():
+    try:
+        raise KeyError("caught here")
+    except KeyError:
+        pass
+    raise TypeError("raised later")
+
+
+def exception_program():
+    for exc in (ValueError("bad"), BadStr()):
+        try:
+            raise_deep(2, exc)
+        except Exception:
+            pass
+    try:
+        caught_then_raised()
+    except TypeError:
+        pass
+
+
+def exception_details(reader, thread):
+    out = []
+    for i in range(len(thread.index)):
+        ev = thread.index[i]
+        if ev.event_kind == EVENT_EXCEPTION and ev.detail_seq != NO_DETAIL:
+            out.append((reader.symbol_name(ev.function_id), thread.get_detail_for(ev).exception))
+    return out
+
+
+def test_always_exceptions_have_type_and_message_in_every_frame_they_leave(tmp_path):
+    path, _ = record(tmp_path, "exc", "always", exception_program)
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        check_links(t)
+        got = exception_details(r, t)
+        bad_str = f"{__name__}.BadStr"
+        assert got == [("raise_deep", ("ValueError", "bad"))] * 3 + [
+            ("raise_deep", (bad_str, "<str() raised RuntimeError>"))
+        ] * 3 + [("caught_then_raised", ("TypeError", "raised later"))]
+
+
+def test_flight_exception_window_holds_the_exception(tmp_path):
+    flight = FlightOptions.from_triggers(["exception"], 1, 1)
+    path, _ = record(tmp_path, "fexc", "flight", lambda: run_program(10, fail_at=(3,)), flight=flight)
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        check_links(t)
+        assert exception_details(r, t) == [("failing", ("ValueError", "bad"))]
+
+
+def test_trace_function_of_the_program_is_left_alone_and_ours_is_removed(tmp_path):
+    import sys
+    import threading
+
+    assert sys.gettrace() is None
+    path, _ = record(tmp_path, "own", "always", lambda: run_program(3, fail_at=(1,)))
+    assert sys.gettrace() is None  # ours removed itself once the session stopped
+    seen = []
+
+    def tracer(frame, event, arg):
+        seen.append(event)
+        return None
+
+    sys.settrace(tracer)
+    try:
+        path, _ = record(tmp_path, "foreign", "always", lambda: run_program(3, fail_at=(1,)))
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(None)
+    assert "call" in seen
+    with SessionReader(path) as r:
+        # the program's trace function kept its place: the exception is not visible to us
+        assert exception_details(r, r.thread(0)) == [("failing", ("<unavailable>", ""))]
+    del threading
+
+
+def test_thread_running_before_start_has_detail_from_its_first_event(tmp_path):
+    import threading
+    import time
+
+    go, started = threading.Event(), threading.Event()
+
+    def loop():
+        started.set()
+        while not go.is_set():
+            time.sleep(0.001)
+        for i in range(3):
+            work(i)
+
+    th = threading.Thread(target=loop)
+    th.start()
+    started.wait()
+
+    def program():
+        go.set()
+        th.join()
+
+    path, _ = record(tmp_path, "adopted", "always", program)
+    with SessionReader(path) as r:
+        (t,) = [r.thread(i) for i in range(len(r.manifest["threads"])) if r.thread(i).index is not None and i != 0]
+        assert len(t.index) > 0
+        assert check_links(t) == list(range(len(t.index)))  # the adopting event included
+        assert "work" in names(r, t)

@@ -377,3 +377,171 @@ def test_small_shallow_containers_keep_their_exact_repr():
         assert got.status == "repr" and got.text == repr(value)
     deep = [[[[1]]]]  # deeper than the shallow check: reprlib's bounded form
     assert roundtrip(deep).text == "[[[[...]]]]"
+
+
+# ---------------------------------------------------------------------------
+# The detail hook's own encoder (nopython, atf2.kernels.detail_hook) writes the
+# same bytes as PayloadEncoder for every value kind
+# ---------------------------------------------------------------------------
+
+
+class _Plain:
+    def __repr__(self):
+        return "Plain<é>"
+
+
+class _RaisingRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+class _StrSub(str):
+    pass
+
+
+class _IntSub(int):
+    pass
+
+
+class _SubRepr:
+    def __repr__(self):
+        return _StrSub("sub-repr")
+
+
+class _SurrogateRepr:
+    def __repr__(self):
+        return "a\ud800b"
+
+
+class _SlowRepr:
+    def __repr__(self):
+        time.sleep(0.004)
+        return "slow"
+
+
+def _hook_probe(v):
+    return v
+
+
+def _hook_many(a, b, c, d, e, f, g, h, i, j=10):
+    return a
+
+
+def _hook_star(x, *args, k=1, **kw):
+    return x
+
+
+def _hook_closure(x):
+    def inner():
+        return x
+
+    return inner()
+
+
+def _hook_gen(x):
+    del x
+    yield 1
+    yield 2
+
+
+def _hook_deep(n):
+    return _hook_deep(n - 1) if n else 0
+
+
+HOOK_VALUES = [
+    0, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**700, 1.5, -0.0, float("inf"), float("nan"),
+    True, False, None, "", "abc", "é" * 10, "x" * 200, "é" * 100, "€" * 50, "a\ud800b",
+    b"", b"\x00\xff" * 100, bytearray(b"ab"), [1, 2], (1, "a"), {"a": 1}, {3}, list(range(1000)),
+    _Plain(), _RaisingRepr(), _StrSub("sub"), _IntSub(5), _SubRepr(), _SurrogateRepr(), 2.5j,
+]
+
+
+def _record_always(tmp_path, program):
+    from atf2.reader import SessionReader
+    from atf2.session import trace_session_start, trace_session_stop
+
+    trace_session_start(tmp_path / "s", detail="always", trace_python=True)
+    try:
+        program()
+    finally:
+        trace_session_stop()
+    reader = SessionReader(tmp_path / "s")
+    return reader, reader.thread(0)
+
+
+def _details_of(reader, thread, name, kind):
+    out = []
+    for i in range(len(thread.index)):
+        ev = thread.index[i]
+        if ev.event_kind == kind and reader.symbol_name(ev.function_id).split(".")[-1] == name:
+            out.append(thread.get_detail_for(ev))
+    return out
+
+
+def _values_part(detail):
+    d = detail.decoded()
+    return bytes(detail.payload)[PAYLOAD_HEADER_SIZE + 8 * len(d.stack):]
+
+
+def test_hook_encodes_every_value_kind_like_the_python_encoder(tmp_path):
+    def program():
+        for v in HOOK_VALUES:
+            _hook_probe(v)
+
+    reader, t = _record_always(tmp_path, program)
+    with reader:
+        calls = _details_of(reader, t, "_hook_probe", EVENT_CALL)
+        rets = _details_of(reader, t, "_hook_probe", EVENT_RETURN)
+        assert len(calls) == len(rets) == len(HOOK_VALUES)
+        enc = PayloadEncoder()
+        for v, c, r in zip(HOOK_VALUES, calls, rets):
+            want = enc.value(v)
+            assert _values_part(c) == want, v
+            assert _values_part(r) == want, v
+            d = c.decoded()
+            assert d.args[0][0] == "v" and d.arg_count == 1 and not d.args_truncated
+            assert reader.symbol_name(d.stack[0]).endswith("program")
+        assert calls[HOOK_VALUES.index(2**63 - 1)].args == [("v", 2**63 - 1)]
+        assert calls[HOOK_VALUES.index("é" * 100)].args[0][1] == TruncatedStr("é" * 64, 100)
+        assert calls[HOOK_VALUES.index("a\ud800b")].args[0][1] == "a\ud800b"
+        failed = calls[[type(v) for v in HOOK_VALUES].index(_RaisingRepr)].args[0][1]
+        assert failed.status == "repr_failed" and "RuntimeError: no repr" in failed.text
+
+
+def test_hook_parameters_cells_varargs_unbound_truncation_and_stack(tmp_path):
+    def program():
+        _hook_many(*range(9))
+        _hook_star(1, 2, 3, k="kw", z=4)
+        _hook_closure("cell")
+        list(_hook_gen(5))
+        _hook_deep(6)
+
+    reader, t = _record_always(tmp_path, program)
+    with reader:
+        many = _details_of(reader, t, "_hook_many", EVENT_CALL)[0]
+        d = many.decoded()
+        assert [v for _, v in d.args] == list(range(8)) and d.arg_count == 10 and d.args_truncated
+        assert [n for n, _ in d.args] == list("abcdefgh")
+        star = _details_of(reader, t, "_hook_star", EVENT_CALL)[0]
+        assert [(n, getattr(v, "text", v)) for n, v in star.args] == [("x", 1), ("k", "kw"), ("args", "(2, 3)"), ("kw", "{'z': 4}")]
+        assert _details_of(reader, t, "_hook_closure", EVENT_CALL)[0].args == [("x", "cell")]
+        gen_calls = _details_of(reader, t, "_hook_gen", EVENT_CALL)
+        assert gen_calls[0].args == [("x", 5)] and all(c.args == [("x", UNBOUND)] for c in gen_calls[1:])
+        deep = _details_of(reader, t, "_hook_deep", EVENT_CALL)
+        innermost = deep[-1].decoded()
+        assert [reader.symbol_name(f).split(".")[-1] for f in innermost.stack] == ["_hook_deep"] * 4
+        assert innermost.stack_truncated
+
+
+def test_hook_slow_repr_is_recorded_once_then_skipped(tmp_path):
+    slow = _SlowRepr()
+
+    def program():
+        for _ in range(3):
+            _hook_probe(slow)
+
+    reader, t = _record_always(tmp_path, program)
+    with reader:
+        values = [c.args[0][1] for c in _details_of(reader, t, "_hook_probe", EVENT_CALL)]
+        assert values[0] == ObjectRepr(type_name(slow), "slow", 4, "repr")
+        assert all(v.status == "repr_skipped" and v.text == "slow repr" for v in values[1:])

@@ -157,8 +157,9 @@ from .hook import (
 )
 from .ring import detail_ring_push
 
-# CPython's trace event code of an exception (Include/cpython/pystate.h)
+# CPython's trace event codes of an exception and of a new line (Include/cpython/pystate.h)
 PY_TRACE_EXCEPTION = 1
+PY_TRACE_LINE = 2
 
 _PyObject_Vectorcall = ExternalFunction(
     "PyObject_Vectorcall", types.voidptr(types.voidptr, types.voidptr, types.uint64, types.voidptr)
@@ -613,22 +614,24 @@ def bootstrap_hook_detail(obj, frame, what, arg):
 def exception_trace_hook(obj, frame, what, arg):
     """Py_tracefunc (trace) of detail sessions: keeps the exception of each PyTrace_EXCEPTION.
 
-    ``obj`` is the thread's control block. Everything but an exception
-    returns at once. Once the thread's capture is off, it uninstalls itself.
+    ``obj`` is the thread's control block. Once the thread's capture is off,
+    it uninstalls itself at its next event; a LINE event sets the frame's
+    ``f_trace_lines`` to False (so a frame costs one line event, not one per
+    line); every other event returns at once.
     """
-    if what != PY_TRACE_EXCEPTION:
-        if what == 2:
-            ctrl = carray(_u64_pointer(_word_at(obj, _OBJECT_HEAD)), CTRL_SLOTS)
-            block_addr = ctrl[CTRL_HOOK_DETAIL]
-            if block_addr != _ZERO:
-                block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
-                if _PyObject_SetAttr(frame, _pointer(block[DETAIL_CALL_LINES_NAME]), _pointer(block[DETAIL_CALL_FALSE])) != 0:
-                    _PyErr_Clear()
-        return 0
     ctrl = carray(_u64_pointer(_word_at(obj, _OBJECT_HEAD)), CTRL_SLOTS)
     block_addr = ctrl[CTRL_HOOK_DETAIL]
     if ctrl[CTRL_ENABLED] == _ZERO or block_addr == _ZERO:
-        _PyEval_SetTrace(_pointer(_ZERO), _pointer(_ZERO))
+        _PyEval_SetTrace(_pointer(_ZERO), _pointer(_ZERO))  # capture is over on this thread
+        return 0
+    if what == PY_TRACE_LINE:
+        # Line events are of no use here and cost a call each: mute them for
+        # this frame (its first line is the only one that reaches us).
+        block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
+        if _PyObject_SetAttr(frame, _pointer(block[DETAIL_CALL_LINES_NAME]), _pointer(block[DETAIL_CALL_FALSE])) != 0:
+            _PyErr_Clear()
+        return 0
+    if what != PY_TRACE_EXCEPTION:
         return 0
     block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
     t = _PyTuple_GetItem(arg, 0)
