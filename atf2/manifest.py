@@ -87,8 +87,11 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_manifest(session_dir: "str | os.PathLike[str]", data: dict, *, fsync: bool = True) -> str:
+def write_manifest(session_dir: "str | os.PathLike[str]", data: dict, *, fsync: bool = True, compact: bool = False) -> str:
     """Write ``data`` as ``<session_dir>/manifest.json`` atomically; return the path.
+
+    ``compact``: no indentation (the json module's C encoder, ~10x faster:
+    for the frequent crash-recovery rewrites of a session with many threads).
 
     The text goes to a temporary file in the same directory, which is fsynced
     and renamed over the manifest, then the directory is fsynced: a reader sees
@@ -96,7 +99,7 @@ def write_manifest(session_dir: "str | os.PathLike[str]", data: dict, *, fsync: 
     """
     session_dir = os.fspath(session_dir)
     path = manifest_path(session_dir)
-    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    text = (json.dumps(data, allow_nan=False, separators=(",", ":")) if compact else json.dumps(data, indent=1, allow_nan=False)) + "\n"
     tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:

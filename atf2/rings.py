@@ -16,7 +16,13 @@ with an index-position limit, dropping the rest with a reason of its own);
 nothing here assumes the drain writes every detail it takes.
 
 Sizes: the pools are ``numpy.empty`` buffers; large ones are mmap-backed, so
-untouched rings cost address space, not memory.
+untouched rings cost address space, not memory. They are never touched at
+allocation: a page is faulted in by the first record written to it, so a
+thread pays only for the part of its rings it uses (pre-touching the default
+32 MiB would cost tens of ms per thread here, ~8 ms per MiB of first-touch
+faults). ``PoolCache`` keeps the pools of a few exited threads for the next
+threads to register: their pages are already resident, so a short-lived
+thread costs no page faults at all.
 """
 
 from __future__ import annotations
@@ -90,6 +96,44 @@ class RingConfig:
         return self.detail_ring_bytes * self.detail_ring_count if self.detail else 0
 
 
+class PoolCache:
+    """A small free-list of ring pools recycled from exited threads (one per session).
+
+    ``take()`` (a registering thread) returns ``(index_pool, detail_words)``
+    of a previous thread, or fresh ``numpy.empty`` ones; ``give()`` (the drain,
+    once a thread is gone and its channel closed) keeps up to ``keep`` pool
+    sets and drops the rest, so a burst of thread churn holds at most
+    ``keep`` pools' resident pages. A recycled pool holds stale records: that
+    is fine, a new channel's positions start at 0 and the drain only reads
+    below the write position. ``list.append``/``pop`` are atomic under the
+    GIL, so neither side takes a lock.
+    """
+
+    def __init__(self, config: RingConfig, keep: int = 8):
+        self.config = config
+        self.keep = keep
+        self._free: list = []
+        self.reused = 0  # pools handed out again (for tests and figures)
+
+    def take(self) -> "tuple[np.ndarray, np.ndarray]":
+        try:
+            pools = self._free.pop()
+        except IndexError:
+            return (
+                np.empty((self.config.index_pool_records, RING_RECORD_WORDS), dtype=np.uint64),
+                np.empty(self.config.detail_pool_bytes // 8, dtype=np.uint64),
+            )
+        self.reused += 1
+        return pools
+
+    def give(self, index_pool: np.ndarray, detail_words: np.ndarray) -> None:
+        if len(self._free) < self.keep and index_pool.shape[0] == self.config.index_pool_records:
+            self._free.append((index_pool, detail_words))
+
+    def clear(self) -> None:
+        self._free.clear()
+
+
 class ThreadChannel:
     """One registered thread: control block, index pool, detail arena, writer.
 
@@ -97,17 +141,22 @@ class ThreadChannel:
     ``index_pool`` (uint64[ring_count * ring_capacity, 3]), ``detail_words`` /
     ``detail_bytes`` (uint64 and uint8 views of the detail arena, empty when
     detail is off), ``thread_id`` (N). The drain owns ``writer`` and the
-    lifecycle; ``final_stats`` holds the thread's figures once it is closed.
+    lifecycle; ``final_stats`` holds the thread's figures once it is closed
+    (and ``manifest_entry`` its manifest entry).
     """
 
-    def __init__(self, thread_id: int, config: RingConfig, os_thread_id: int, name: str):
+    def __init__(self, thread_id: int, config: RingConfig, os_thread_id: int, name: str, pools: "PoolCache | None" = None):
         self.thread_id = thread_id
         self.config = config
         self.os_thread_id = os_thread_id
         self.name = name
+        self.pools = pools
         self.ctrl = np.zeros(CTRL_SLOTS, dtype=np.uint64)
-        self.index_pool = np.empty((config.index_pool_records, RING_RECORD_WORDS), dtype=np.uint64)
-        self.detail_words = np.empty(config.detail_pool_bytes // 8, dtype=np.uint64)
+        if pools is not None:
+            self.index_pool, self.detail_words = pools.take()
+        else:
+            self.index_pool = np.empty((config.index_pool_records, RING_RECORD_WORDS), dtype=np.uint64)
+            self.detail_words = np.empty(config.detail_pool_bytes // 8, dtype=np.uint64)
         self.detail_bytes = self.detail_words.view(np.uint8)
         c = self.ctrl
         c[CTRL_STATE] = CHANNEL_ACTIVE
@@ -127,7 +176,8 @@ class ThreadChannel:
         self.writer = None
         self.writer_error: "str | None" = None
         self.exited = threading.Event()
-        self.final_stats = None
+        self.final_stats = None  # ThreadStats, once closed (computed once by the session)
+        self.manifest_entry = None  # its manifest "threads" entry, once closed
         self.time_start_ns: "int | None" = None
         self.time_end_ns: "int | None" = None
         self.last_ts_ns = 0
@@ -143,7 +193,13 @@ class ThreadChannel:
         return self.config.detail
 
     def release_pools(self) -> None:
-        """Drop the pools of a closed channel (the control block stays for the stats)."""
+        """Drop the pools of a closed channel (the control block stays for the stats).
+
+        Only once no producer can touch them (the thread is gone, the channel
+        closed): they go back to the ``PoolCache`` they came from, if any.
+        """
+        if self.pools is not None and self.index_pool.shape[0]:
+            self.pools.give(self.index_pool, self.detail_words)
         self.index_pool = np.empty((0, RING_RECORD_WORDS), dtype=np.uint64)
         self.detail_words = np.empty(0, dtype=np.uint64)
         self.detail_bytes = self.detail_words.view(np.uint8)

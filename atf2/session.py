@@ -69,6 +69,7 @@ from .kernels.ring import emit_many, emit_one, emit_one_detail
 from .layout import DETAIL_PAYLOAD_VERSION, MANIFEST_DETAIL_PAYLOAD_VERSION_KEY  # issue 5
 from .layout import (
     CHANNEL_ACTIVE,
+    CHANNEL_CLOSED,
     CHANNEL_EXITED,
     CLOCK_BOOTTIME,
     CTRL_ENABLED,
@@ -82,7 +83,7 @@ from .layout import (
     THREAD_DIR_PREFIX,
 )
 from .manifest import STATUS_COMPLETE, STATUS_RECORDING, write_manifest
-from .rings import RingConfig, ThreadChannel
+from .rings import PoolCache, RingConfig, ThreadChannel
 from .stats import LaneStats, SessionStats, ThreadStats
 from .symbols import SymbolTable
 from .writer import ThreadWriter
@@ -184,7 +185,9 @@ class Session:
         self._t_stop: "float | None" = None
         self._final: "SessionStats | None" = None
         self._manifest_due = 0.0  # monotonic time before which crash-recovery manifest rewrites wait
-        self.drain = Drain(self.config, self._snapshot, self.flush_interval, self._channels_changed)
+        self.pools = PoolCache(self.config)  # ring pools of exited threads, for the next ones
+        self._opened = 0  # channels whose files the drain has opened (a prefix of _channels)
+        self.drain = Drain(self.config, self._drain_channels, self.flush_interval, self._channels_changed)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -301,24 +304,46 @@ class Session:
             # would never be drained nor finalized
             if self._status != STATUS_RECORDING:
                 raise SessionStateError(f"session is {self._status}: cannot register a thread", self.session_dir)
-            n = len(self._channels)
-            ch = ThreadChannel(n, self.config, threading.get_native_id(), thread.name)
-            try:
-                ch.writer = ThreadWriter(self.session_dir, n, self.clock_type, fsync=self.fsync)
-            except WriteError as exc:
-                # The thread still gets rings (producers never fail); its
-                # events will be counted as disk-error drops.
-                ch.writer_error = str(exc)
-                self.drain.errors.append(f"thread {n}: {exc}")
-            if self.detail_mode == "flight" and ch.writer is not None:  # issue 5
-                from .detail import make_flight_writer
-
-                ch.writer = make_flight_writer(self, ch)
+            # Only what the hook needs: the control block and (recycled) pools.
+            # The thread's files are the drain's business (``_open_writer``).
+            ch = ThreadChannel(len(self._channels), self.config, threading.get_native_id(), thread.name, self.pools)
             self._channels.append(ch)
         self._local.channel = ch
         self._local.sentinel = _ThreadExitSentinel(self, ch)
-        self.drain.wake.set()
+        # No drain wake-up: its next periodic cycle opens the thread's files
+        # and takes its events (a pool holds many flush intervals of them).
         return ch
+
+    def _drain_channels(self) -> list:
+        """Drain thread, at the start of each cycle: the channels to visit, new ones' files opened.
+
+        Registration only appends to ``_channels`` (thread N is its index), so
+        the channels new since the last cycle are a suffix: their writers are
+        created here, on the drain, before their first drain.
+        """
+        channels = self._snapshot()
+        for ch in channels[self._opened :]:
+            self._open_writer(ch)
+        self._opened = len(channels)
+        return channels
+
+    def _open_writer(self, ch: ThreadChannel) -> None:
+        """Drain thread, before a new thread's first drain: create its ``ThreadWriter`` (files).
+
+        A failure leaves ``ch.writer`` None and ``ch.writer_error`` set: the
+        thread keeps its rings (producers never fail) and the drain counts
+        its events as disk-error drops.
+        """
+        try:
+            ch.writer = ThreadWriter(self.session_dir, ch.thread_id, self.clock_type, fsync=self.fsync)
+        except WriteError as exc:
+            ch.writer_error = str(exc)
+            self.drain.errors.append(f"thread {ch.thread_id}: {exc}")
+            return
+        if self.detail_mode == "flight":  # issue 5
+            from .detail import make_flight_writer
+
+            ch.writer = make_flight_writer(self, ch)
 
     def channels(self) -> list:
         """Every channel registered so far (a snapshot), closed ones included."""
@@ -487,8 +512,19 @@ class Session:
             return self._stats()
 
     def _thread_stats(self, ch: ThreadChannel) -> ThreadStats:
+        """The figures of one thread; a closed thread's are final, computed once.
+
+        (The manifest rewrites of a long session with thread churn ask for
+        every thread's figures: without the cache, two ``stat`` calls and the
+        control-block reads per thread that ended long ago, each time.)
+        """
+        if ch.final_stats is not None:
+            return ch.final_stats
+        # CLOSED is the drain's last store for a channel: what is read after
+        # seeing it does not change any more.
+        closed = ch.state == CHANNEL_CLOSED
         w = ch.writer
-        return ThreadStats(
+        stats = ThreadStats(
             thread_id=ch.thread_id,
             os_thread_id=ch.os_thread_id,
             name=ch.name,
@@ -502,6 +538,9 @@ class Session:
             timestamps_clamped=ch.timestamps_clamped,
             error=ch.writer_error,
         )
+        if closed:
+            ch.final_stats = stats
+        return stats
 
     def _stats(self) -> SessionStats:
         threads = [self._thread_stats(ch) for ch in self._snapshot()]
@@ -539,6 +578,9 @@ class Session:
         modules, symbols = self.symbols.to_manifest()
         threads = []
         for t, ch in zip(stats.threads, self._snapshot()):
+            if ch.manifest_entry is not None:
+                threads.append(ch.manifest_entry)
+                continue
             w = ch.writer
             threads.append(
                 {
@@ -556,6 +598,8 @@ class Session:
                     "error": t.error,
                 }
             )
+            if ch.final_stats is t:  # closed: this entry is final too
+                ch.manifest_entry = threads[-1]
         return {
             "format_version": MANIFEST_FORMAT_VERSION,
             "status": self._status,
@@ -598,7 +642,9 @@ class Session:
         return session_windows(self)
 
     def _write_manifest(self, fsync: bool) -> None:
-        write_manifest(self.session_dir, self._manifest(), fsync=fsync)
+        # The rewrites while recording (fsync=False) are for crash recovery
+        # only: compact JSON; the ones at start and stop are indented.
+        write_manifest(self.session_dir, self._manifest(), fsync=fsync, compact=not fsync)
 
     # ------------------------------------------------------------------ fork
 
