@@ -333,3 +333,34 @@ def test_write_behind_failed_chunk_costs_only_itself(tmp_path, monkeypatch, fuse
         fids = tr.index.events["function_id"].tolist()
     lost = sorted(set(range(n)) - set(fids))
     assert len(lost) == 1000 and lost == list(range(lost[0], lost[0] + 1000)) and fids == sorted(fids)
+
+
+class _Staging:
+    """A writer that stages batches itself (like FlightWriter): only write_events may reach it."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.batches = []
+
+    def __getattr__(self, name):
+        return getattr(self.writer, name)
+
+    def write_events(self, events, details=None):
+        self.batches.append(events["function_id"].copy())
+        self.writer.write_events(events, details)
+
+
+def test_wrapping_writer_gets_write_events_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "DRAIN_CHUNK", 1000)
+    config = RingConfig(ring_capacity=1024, ring_count=8)
+    ch = ThreadChannel(0, config, 1, "t")
+    ch.writer = _Staging(ThreadWriter(tmp_path, 0))
+    drain = D.Drain(config, lambda: [ch], 60, lambda: None)
+    produce(ch.ctrl, ch.index_pool, 2500)
+    drain.cycle()
+    produce(ch.ctrl, ch.index_pool, 10)
+    drain.cycle(final=True)
+    assert [len(b) for b in ch.writer.batches] == [1000, 1000, 500, 10]
+    assert int(ch.ctrl[L.CTRL_INDEX_WRITTEN]) == 2510
+    with atf2.ThreadReader(tmp_path / "thread_0") as r:
+        assert r.verify()["index"].crc == "ok" and len(r.index) == 2510
