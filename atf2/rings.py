@@ -172,6 +172,7 @@ class ThreadChannel:
             c[CTRL_DETAIL_POOL_PTR] = self.detail_words.ctypes.data
             c[CTRL_DETAIL_RING_BYTES] = config.detail_ring_bytes
             c[CTRL_DETAIL_RING_COUNT] = config.detail_ring_count
+        self._lazy_detail_lane = False  # issue 5: add_detail_lane() ran
         # Drain-side state (only the drain thread touches these).
         self.writer = None
         self.writer_error: "str | None" = None
@@ -190,7 +191,22 @@ class ThreadChannel:
 
     @property
     def has_detail_lane(self) -> bool:
-        return self.config.detail
+        return self.config.detail or self._lazy_detail_lane
+
+    def add_detail_lane(self) -> None:
+        """Give this thread its detail arena now (issue 5: a ``detail="off"`` session
+        allocates it on the thread's first explicit ``emit(..., detail=...)``, never
+        on the hook path). Producer thread only; the drain sees the lane once
+        ``has_detail_lane`` turns True, after the arena and its slots are set."""
+        if self.has_detail_lane:
+            return
+        words = np.empty(self.config.detail_ring_bytes * self.config.detail_ring_count // 8, dtype=np.uint64)
+        self.detail_words, self.detail_bytes = words, words.view(np.uint8)
+        c = self.ctrl
+        c[CTRL_DETAIL_RING_BYTES] = self.config.detail_ring_bytes
+        c[CTRL_DETAIL_RING_COUNT] = self.config.detail_ring_count
+        c[CTRL_DETAIL_POOL_PTR] = words.ctypes.data
+        self._lazy_detail_lane = True
 
     def release_pools(self) -> None:
         """Drop the pools of a closed channel (the control block stays for the stats).

@@ -129,7 +129,7 @@ class Session:
         overwrite: bool = False,
         ring_capacity: int = RingConfig.ring_capacity,
         spare_rings: int = RingConfig.ring_count - 1,
-        detail: bool = True,
+        detail: "bool | str" = "off",
         detail_ring_bytes: int = RingConfig.detail_ring_bytes,
         detail_spare_rings: int = RingConfig.detail_ring_count - 1,
         high_watermark: float = RingConfig.high_watermark,
@@ -144,6 +144,8 @@ class Session:
         # issue 5: detail="off" | "always" | "flight" (Python arguments captured), or a bool (lane for emit only)
         from .detail import parse_detail_mode
 
+        # "off" (the default): a thread's detail lane is allocated on its first emit(detail=...)
+        self._lazy_detail_lane = isinstance(detail, str) and detail == "off"
         detail, self.detail_mode = parse_detail_mode(detail)
         for name, value in (("spare_rings", spare_rings), ("detail_spare_rings", detail_spare_rings)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -449,6 +451,8 @@ class Session:
             payload = np.frombuffer(memoryview(detail).cast("B"), dtype=np.uint8)
         except TypeError:
             raise AtfV2Error(f"detail must be bytes-like, not {type(detail).__name__}") from None
+        if not ch.has_detail_lane and self._lazy_detail_lane:  # issue 5
+            ch.add_detail_lane()
         if not ch.has_detail_lane:
             raise AtfV2Error("this session was started with detail=False: emit() cannot take a detail")
         event_type = DETAIL_FUNCTION_CALL if kind == EVENT_CALL else DETAIL_FUNCTION_RETURN
@@ -495,6 +499,8 @@ class Session:
         ch = self._channel()
         if ch is None or n == 0:
             return
+        if has.any() and not ch.has_detail_lane and self._lazy_detail_lane:  # issue 5
+            ch.add_detail_lane()
         if has.any() and not ch.has_detail_lane:
             raise AtfV2Error("this session was started with detail=False: emit_batch() cannot take details")
         detail_types = np.where(kinds_a == EVENT_CALL, DETAIL_FUNCTION_CALL, DETAIL_FUNCTION_RETURN).astype(np.uint16)

@@ -384,3 +384,46 @@ def test_thread_running_before_start_has_detail_from_its_first_event(tmp_path):
         assert len(t.index) > 0
         assert check_links(t) == list(range(len(t.index)))  # the adopting event included
         assert "work" in names(r, t)
+
+
+def test_default_mode_is_off_no_detail_lane_no_detail_files(tmp_path):
+    path = tmp_path / "default"
+    with atf2.trace_session(path, trace_python=True) as s:
+        run_program(3, fail_at=(1,))
+        (ch,) = s.channels()
+        assert s.detail_mode == "off" and s.detail_capture is None and not ch.has_detail_lane
+        assert ch.detail_words.size == 0  # no arena allocated
+    with SessionReader(path) as r:
+        assert r.manifest["options"]["detail_mode"] == "off" and "detail_payload_version" not in r.manifest
+        assert not list(path.glob("thread_*/detail.atf"))
+        assert all(int(r.thread(0).index[i].detail_seq) == NO_DETAIL for i in range(len(r.thread(0).index)))
+
+
+def test_emit_detail_in_off_mode_allocates_that_threads_lane_lazily(tmp_path):
+    import threading
+
+    path = tmp_path / "lazy"
+    with atf2.trace_session(path) as s:
+        atf2.emit("plain", EVENT_CALL)
+
+        def other():
+            atf2.emit("other", EVENT_CALL)
+            atf2.emit("other", EVENT_RETURN)
+
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+        (mine,) = [ch for ch in s.channels() if ch.thread_id == 0]
+        assert not mine.has_detail_lane
+        atf2.emit("plain", EVENT_RETURN, detail=b"first detail")
+        assert mine.has_detail_lane
+        atf2.emit_batch(["plain", "plain"], [EVENT_CALL, EVENT_RETURN], details=[None, b"batch"])
+    with SessionReader(path) as r:
+        t0 = r.thread(0)
+        assert [int(t0.index[i].detail_seq) for i in range(4)] == [NO_DETAIL, 0, NO_DETAIL, 1]
+        assert t0.detail.get(0).payload == b"first detail" and t0.detail.get(1).payload == b"batch"
+        assert check_links(t0) == [1, 3]
+        assert r.thread(1).detail is None and not (path / "thread_1" / "detail.atf").exists()
+    with atf2.trace_session(tmp_path / "strict", detail=False):
+        with pytest.raises(atf2.AtfV2Error, match="detail=False"):
+            atf2.emit("plain", EVENT_CALL, detail=b"x")
