@@ -489,7 +489,12 @@ def add_record_arguments(parser) -> None:
 
 
 def record_session_options(args) -> dict:
-    """Session options from the flags of ``add_record_arguments``."""
+    """Session options from the flags of ``add_record_arguments``.
+
+    Plain JSON values (``flight`` as the keyword arguments of
+    ``FlightOptions.from_triggers``, checked here), so the same options also
+    reach ``atf2 record``'s multiprocessing children through the environment.
+    """
     from .errors import AtfV2Error
     from .flight import FlightOptions
 
@@ -498,4 +503,6 @@ def record_session_options(args) -> dict:
         if getattr(args, "trigger", None):
             raise AtfV2Error("--trigger needs --detail flight")
         return {"detail": mode}
-    return {"detail": mode, "flight": FlightOptions.from_triggers(args.trigger, args.pre_roll, args.post_roll)}
+    flight = {"triggers": list(args.trigger), "pre_roll": args.pre_roll, "post_roll": args.post_roll}
+    FlightOptions.from_triggers(**flight)  # bad flags fail here, not in each child
+    return {"detail": mode, "flight": flight}

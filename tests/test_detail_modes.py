@@ -427,3 +427,41 @@ def test_emit_detail_in_off_mode_allocates_that_threads_lane_lazily(tmp_path):
     with atf2.trace_session(tmp_path / "strict", detail=False):
         with pytest.raises(atf2.AtfV2Error, match="detail=False"):
             atf2.emit("plain", EVENT_CALL, detail=b"x")
+
+
+MP_PROGRAM = """
+import multiprocessing as mp, sys
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    p = mp.get_context(sys.argv[1]).Process(target=square, args=(3,))
+    p.start()
+    p.join()
+    print("child exit", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_record_children_use_the_same_detail_options(tmp_path, method):
+    import subprocess
+    import sys
+
+    (tmp_path / "mp_prog.py").write_text(MP_PROGRAM)
+    parent = tmp_path / "rec" / "pid_parent"
+    rec = subprocess.run(
+        [sys.executable, "-m", "atf2", "record", "-q", "--detail", "flight", "--trigger", "symbol=square",
+         "--pre-roll", "2", "--post-roll", "2", "-o", str(parent), "mp_prog.py", method],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert rec.returncode == 0 and rec.stdout == "child exit 0\n", rec.stderr
+    (child,) = [p for p in (tmp_path / "rec").iterdir() if p.name != "pid_parent"]
+    with SessionReader(child) as r:
+        assert r.manifest["options"]["detail_mode"] == "flight"
+        (w,) = r.manifest["windows"]
+        assert w["trigger_kinds"] == ["symbol"]
+        t = r.thread(w["thread_id"])
+        calls = [t.get_detail_for(t.index[i]) for i in range(len(t.index))
+                 if t.index[i].event_kind == EVENT_CALL and r.symbol_name(t.index[i].function_id).endswith("square")]
+        assert [d.args for d in calls] == [[("x", 3)]]

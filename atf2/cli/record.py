@@ -71,7 +71,8 @@ def run(args) -> int:
         raise AtfV2Error(f"can't open file {script!r}: no such file", script)
 
     if not args.no_children:
-        runner.enable_child_tracing(os.path.dirname(session_dir), args.c_calls, {})
+        # issue 5: children record with the same detail options
+        runner.enable_child_tracing(os.path.dirname(session_dir), args.c_calls, _detail.record_session_options(args))
     runner.start_recording(session_dir, args.c_calls, session_options)
     t0 = time.perf_counter()
     try:
