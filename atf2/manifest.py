@@ -164,6 +164,51 @@ _TOP_KEYS = {
     "windows": "list",
 }
 
+#: issue 5: keys of a flight-recorder window entry (``windows``) and their types; the first six are required
+_WINDOW_KEYS = {
+    "thread_id": "uint",
+    "start_ns": "uint",
+    "end_ns": "uint",
+    "start_index_seq": "uint",
+    "end_index_seq": "uint",
+    "trigger_kinds": "list",
+    "events": "uint",
+    "triggers": "uint",
+    "trigger_ns": "uint",
+    "pre_roll_events": "uint",
+    "pre_roll_ns": "uint",
+    "post_roll_events": "uint",
+    "post_roll_ns": "uint",
+    "pre_roll_clipped": "bool",
+    "post_roll_cut": "bool",
+    "marks": "list",
+}
+_WINDOW_REQUIRED = tuple(_WINDOW_KEYS)[:6]
+_WINDOW_TRIGGER_KINDS = ("symbol", "exception", "mark")
+
+
+def _check_windows(path: str, windows: list, thread_ids: set) -> None:
+    """issue 5: every window entry well typed, ordered (start <= end), on a listed thread."""
+    for i, w in enumerate(windows):
+        where = f"windows[{i}]"
+        _check_type(path, where, w, "dict")
+        for key in _WINDOW_REQUIRED:
+            if key not in w:
+                raise _fail(path, f"{where} has no {key!r}")
+        for key, kind in _WINDOW_KEYS.items():
+            if key in w:
+                _check_type(path, f"{where}.{key}", w[key], kind)
+        if w["thread_id"] not in thread_ids:
+            raise _fail(path, f"{where}.thread_id {w['thread_id']} is not a thread of the session")
+        for first, last in (("start_ns", "end_ns"), ("start_index_seq", "end_index_seq")):
+            if w[first] > w[last]:
+                raise _fail(path, f"{where}.{first} {w[first]} is after {last} {w[last]}")
+        for kind in w["trigger_kinds"]:
+            if kind not in _WINDOW_TRIGGER_KINDS:
+                raise _fail(path, f"{where}.trigger_kinds: {kind!r} is not one of {', '.join(_WINDOW_TRIGGER_KINDS)}")
+        for j, reason in enumerate(w.get("marks", ())):
+            _check_type(path, f"{where}.marks[{j}]", reason, "str")
+
 
 def _symbol_ok(symbol: Any) -> bool:
     if type(symbol) is not dict:
@@ -226,6 +271,7 @@ def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
                 _check_type(path, f"{where}.dropped[{reason!r}]", count, "uint")
         threads.append(dict(entry))
     data["threads"] = threads
+    _check_windows(path, data.get("windows", ()), seen)  # issue 5
     for i, module in enumerate(data.get("modules", ())):
         _check_type(path, f"modules[{i}]", module, "dict")
         if "id" in module:

@@ -194,3 +194,28 @@ def test_roll_parsing_and_options():
     assert o.to_manifest()["triggers"] == ["symbol=pkg.*.handler", "exception", "mark"]
     with pytest.raises(AtfV2Error, match="invalid trigger"):
         FlightOptions.from_triggers(["symbols=x"])
+
+
+def test_manifest_windows_are_validated():
+    from atf2.errors import ManifestError
+    from atf2.manifest import validate_manifest
+
+    good = {"thread_id": 0, "start_ns": 10, "end_ns": 20, "start_index_seq": 3, "end_index_seq": 7,
+            "trigger_kinds": ["symbol", "mark"], "events": 5, "triggers": 2, "marks": ["m"],
+            "pre_roll_clipped": False, "post_roll_cut": True}
+    base = {"format_version": "2.1", "threads": [{"id": 0}]}
+    assert validate_manifest({**base, "windows": [good]})["windows"] == [good]
+    bad_cases = [
+        ({**good, "start_ns": 30}, r"windows\[0\]\.start_ns 30 is after end_ns"),
+        ({**good, "end_index_seq": 1}, r"start_index_seq 3 is after end_index_seq"),
+        ({**good, "thread_id": 4}, r"thread_id 4 is not a thread"),
+        ({**good, "trigger_kinds": ["timer"]}, r"'timer' is not one of"),
+        ({**good, "events": -1}, r"windows\[0\]\.events must be a non-negative int"),
+        ({**good, "post_roll_cut": "yes"}, r"post_roll_cut must be bool"),
+        ({**good, "marks": [3]}, r"marks\[0\] must be str"),
+        ({k: v for k, v in good.items() if k != "end_ns"}, r"has no 'end_ns'"),
+        ("window", r"windows\[0\] must be dict"),
+    ]
+    for window, message in bad_cases:
+        with pytest.raises(ManifestError, match=message):
+            validate_manifest({**base, "windows": [window]})
