@@ -91,6 +91,8 @@ from .writer import ThreadWriter
 #: default drain period: the most a killed process can lose
 DEFAULT_FLUSH_INTERVAL = 0.02
 _MAX_DEPTH = 0xFFFFFFFF
+#: new threads whose files the drain creates per cycle (see _drain_channels)
+_OPEN_PER_CYCLE = 64
 _THREAD_DIR_RE = re.compile(re.escape(THREAD_DIR_PREFIX) + r"\d+")
 
 _LOCK = threading.RLock()
@@ -324,10 +326,15 @@ class Session:
         created here, on the drain, before their first drain.
         """
         channels = self._snapshot()
-        for ch in channels[self._opened :]:
+        # At most _OPEN_PER_CYCLE new writers a cycle (all of them at the final
+        # one): the channels not opened yet wait for the next cycle, unvisited.
+        # Opening every new thread's files at once let a burst of short-lived
+        # threads (created faster than files can be) hold thousands of fds.
+        end = len(channels) if self.drain._stop else min(len(channels), self._opened + _OPEN_PER_CYCLE)
+        for ch in channels[self._opened : end]:
             self._open_writer(ch)
-        self._opened = len(channels)
-        return channels
+        self._opened = end
+        return channels[:end]
 
     def _open_writer(self, ch: ThreadChannel) -> None:
         """Drain thread, before a new thread's first drain: create its ``ThreadWriter`` (files).
