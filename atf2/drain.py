@@ -421,6 +421,7 @@ class _WriteBehind:
 
     def __init__(self):
         self._jobs: "queue.SimpleQueue | None" = None
+        self._thread: "threading.Thread | None" = None
         self._pid = 0
         self._pending: dict = {}  # staging index -> threading.Event of its job
         self._error: "BaseException | None" = None
@@ -431,7 +432,8 @@ class _WriteBehind:
             self._jobs = queue.SimpleQueue()
             self._pid = os.getpid()
             self._pending.clear()
-            threading.Thread(target=self._serve, args=(self._jobs,), name="atf2-drain-io", daemon=True).start()
+            self._thread = threading.Thread(target=self._serve, args=(self._jobs,), name="atf2-drain-io", daemon=True)
+            self._thread.start()
         done = threading.Event()
         self._pending[tag] = done
         self._jobs.put((fn, args, done))
@@ -464,10 +466,12 @@ class _WriteBehind:
             self.wait(tag)
 
     def close(self) -> None:
+        """Wait for every write, end the thread (a stopped session leaves no thread behind)."""
         self.wait_all()
         if self._jobs is not None and self._pid == os.getpid():
             self._jobs.put(None)
-        self._jobs = None
+            self._thread.join()
+        self._jobs = self._thread = None
 
 
 def file_size(path: "str | None") -> int:

@@ -3,6 +3,7 @@ written with ThreadWriter.write_encoded. Exactness against the separate kernels
 (index_ring_take, convert_ticks, encode_ring_records, zlib.crc32), and end to end."""
 
 import errno
+import threading
 import os
 import zlib
 
@@ -364,3 +365,12 @@ def test_wrapping_writer_gets_write_events_only(tmp_path, monkeypatch):
     assert int(ch.ctrl[L.CTRL_INDEX_WRITTEN]) == 2510
     with atf2.ThreadReader(tmp_path / "thread_0") as r:
         assert r.verify()["index"].crc == "ok" and len(r.index) == 2510
+
+
+def test_stop_leaves_no_drain_thread(tmp_path):
+    before = {t.name for t in threading.enumerate()}
+    with atf2.trace_session(tmp_path / "s", flush_interval=0.005) as s:
+        fid = s.symbols.register("f")
+        atf2.emit_batch(np.full(5000, fid, np.uint64), np.ones(5000, np.uint32))
+    names = {t.name for t in threading.enumerate()} - before
+    assert not [n for n in names if n.startswith("atf2-drain")], names
