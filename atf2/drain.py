@@ -1,19 +1,27 @@
 """The drain thread: rings -> ATF events -> per-thread files.
 
-Once per flush interval (sooner while a thread's index lane is over its high
-watermark) the drain visits every registered thread: it takes everything
-waiting in the thread's rings (``index_ring_take`` / ``detail_ring_take``,
-which only coordinate with the producer through a compare-and-swap), samples
-a clock anchor, converts ticks to CLOCK_BOOTTIME ns, encodes the records into
-INDEX_EVENT_DTYPE rows, pairs the details with their events, and hands the
-batch to the thread's ``ThreadWriter``. All of that runs in Numba kernels with
-the GIL released, except the writer's own Python bookkeeping.
+Once per flush interval (sooner under a high inflow, see ``Drain._pause``,
+and at once while a thread's index lane is over its high watermark) the
+drain visits every registered thread and takes what was waiting when it
+arrived, one chunk (64 Ki records) at a time. A chunk is one kernel pass
+(``index_ring_take_encoded_crc``): ring records are read once, their ticks
+converted to CLOCK_BOOTTIME ns, and finished 32-byte file records written
+into a reused staging buffer while the CRC-32 of those bytes is computed.
+The chunk then goes to the thread's ``ThreadWriter.write_encoded`` (one
+``pwritev``) on a write-behind thread while the drain encodes the next one
+into a second staging buffer: both the kernel and the write release the GIL.
+The producer and the drain coordinate only through compare-and-swap on the
+ring positions.
+
+Chunks with details (the detail lane had something waiting) are paired with
+their details and written through ``write_events``, which links them; so is
+every chunk of a writer that stages batches itself (``FlightWriter``).
 
 Threads that ended are drained one last time and their writer finalized and
 closed in the same cycle, so a long session with thread churn keeps few files
 open. A ``WriteError`` (disk full, I/O error, file too large) costs the
-batch: its events are counted as dropped with reason ``disk_error`` and the
-drain goes on with the next batch.
+chunk: its events are counted as dropped with reason ``disk_error`` and the
+drain goes on with the next chunk (checksummed again from what the file holds).
 """
 
 from __future__ import annotations
