@@ -90,6 +90,10 @@ from .writer import ThreadWriter
 
 #: default drain period: the most a killed process can lose
 DEFAULT_FLUSH_INTERVAL = 0.02
+#: crash-recovery manifest rewrites (thread set changed) are at least this far
+#: apart (seconds): the most a killed session's manifest lags its threads
+#: (their files are on disk regardless; the reader and recover find them)
+MANIFEST_REWRITE_MIN_INTERVAL = 0.5
 _MAX_DEPTH = 0xFFFFFFFF
 #: new threads whose files the drain creates per cycle (see _drain_channels)
 _OPEN_PER_CYCLE = 64
@@ -399,8 +403,11 @@ class Session:
         thousands of threads it takes most of a second, during which the
         drain neither drains nor closes ended threads' files. So a rewrite
         waits until 20x the last one's cost has passed (the drain spends at
-        most ~5% of its time on them); meanwhile the drain is asked again
-        every cycle, so the last change is written too.
+        most ~5% of its time on them), and at least
+        ``MANIFEST_REWRITE_MIN_INTERVAL`` (a program that starts threads all
+        the time pays for one rewrite per interval, not one per thread: each
+        costs several file-system calls, ~3 ms here); meanwhile the drain is
+        asked again every cycle, so the last change is written too.
         (``recover_session`` also finds thread directories the manifest lacks.)
         """
         if self._status != STATUS_RECORDING:
@@ -413,7 +420,7 @@ class Session:
             self._write_manifest(fsync=False)
         except OSError as exc:
             self.drain.errors.append(f"manifest: {exc}")
-        self._manifest_due = now + 20 * (time.monotonic() - now)
+        self._manifest_due = now + max(MANIFEST_REWRITE_MIN_INTERVAL, 20 * (time.monotonic() - now))
 
     # -------------------------------------------------------------- events
 
