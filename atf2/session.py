@@ -356,7 +356,12 @@ class Session:
         if self.detail_mode == "flight":  # issue 5
             from .detail import make_flight_writer
 
-            ch.writer = make_flight_writer(self, ch)
+            try:
+                ch.writer = make_flight_writer(self, ch)
+            except Exception as exc:  # on the drain thread: must not end the drain
+                ch.writer.close()
+                ch.writer, ch.writer_error = None, f"flight writer: {exc}"
+                self.drain.errors.append(f"thread {ch.thread_id}: flight writer: {exc}")
 
     def channels(self) -> list:
         """Every channel registered so far (a snapshot), closed ones included."""

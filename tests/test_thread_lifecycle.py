@@ -243,3 +243,26 @@ def test_killed_session_is_discoverable_and_readable(tmp_path):
         for n in range(3):
             ev = r.thread(n).index.events
             assert len(ev) == 100 and (ev["call_depth"] == n).all()
+
+
+def test_files_that_cannot_be_created_cost_the_events_not_the_drain(tmp_path, monkeypatch):
+    from atf2.errors import WriteError
+
+    real = session_mod.ThreadWriter
+
+    def writer(session_dir, thread_id, *args, **kwargs):
+        if thread_id == 1:
+            raise WriteError("cannot create: No space left on device", str(tmp_path / "s" / "thread_1"))
+        return real(session_dir, thread_id, *args, **kwargs)
+
+    monkeypatch.setattr(session_mod, "ThreadWriter", writer)
+    with atf2.trace_session(tmp_path / "s", flush_interval=0.002, **SMALL) as s:
+        for k in range(3):
+            run_in_thread(lambda: [atf2.emit("f", L.EVENT_CALL) for _ in range(20)])
+        wait_until(lambda: all(ch.state == L.CHANNEL_CLOSED for ch in s.channels()))
+        assert s.drain.alive
+    st = s.get_stats()
+    t0, t1, t2 = st.threads
+    assert (t0.index.written, t2.index.written) == (20, 20)
+    assert t1.index.written == 0 and t1.index.drops["disk_error"] == 20 and "No space" in t1.error
+    assert st.index.recorded == st.index.written + st.index.dropped == 60
