@@ -14,10 +14,16 @@ Lifecycle
   previous disposition is restored at stop), and with ``trace_python=True``
   hands the session to ``atf2.tracer.start_tracing``.
 * A thread is registered at its first event (``register_current_thread``): it
-  gets the next number N, its rings and its ``ThreadWriter``. When the thread
-  ends, a finalizer in its ``threading.local`` slot tells the drain, which
-  drains it a last time and finalizes its files in the next cycle. The tracer
-  may say so earlier with ``thread_exited()``.
+  gets the next number N and its rings (recycled from an exited thread when
+  the session's ``PoolCache`` has some), nothing more: no file I/O on the
+  traced thread. The drain creates the thread's ``ThreadWriter`` (directory,
+  files) at its next cycle, before draining it. When the thread ends, a
+  finalizer in its ``threading.local`` slot tells the drain, which drains it
+  a last time and finalizes its files in the next cycle, then hands its
+  pools back to the cache. The tracer may say so earlier with
+  ``thread_exited()``. While recording, the manifest is rewritten by the
+  drain for crash recovery when the set of threads changed: at most once per
+  cycle, throttled (``_channels_changed``).
 * ``trace_session_stop()`` stops the tracer, drains and finalizes everything,
   rewrites the manifest atomically with status "complete", and returns the
   final ``SessionStats``. Stopping again returns the same figures. An active
