@@ -28,6 +28,8 @@ HOSTILE_IDS = [
     "../thread_0", "..", "0/../../thread_0", "/", "thread_0", "0/", "0\x00", " 0", "+0", "00", "٠", "0x0",
     -1, -(2**64), 1.0, 0.5, 1e300, True, False, None, [0], {"id": 0}, 2**32, 2**64, 10**100,
 ]
+#: the ids also tried as an extra thread beside good ones: the path-like ones
+EXTRA_ID_CASES = range(6)
 #: absurd values in fields the readers do not need (kept, or refused as ManifestError)
 ABSURD_FIELDS = [
     ("threads.0.index_events", 10**30), ("threads.0.detail_events", 2**64), ("threads.0.time_start_ns", 10**40),
@@ -100,9 +102,10 @@ def _cases(base, root):
         m = json.loads(json.dumps(good))
         m["threads"][0]["id"] = bad
         make(f"id{i}", m)
-        m = json.loads(json.dumps(good))  # the same id as an extra thread
-        m["threads"].append({"id": bad, "has_detail": True})
-        make(f"extra_id{i}", m)
+        if i in EXTRA_ID_CASES:
+            m = json.loads(json.dumps(good))  # the same id as an extra thread
+            m["threads"].append({"id": bad, "has_detail": True})
+            make(f"extra_id{i}", m)
     for i, (field, value) in enumerate(ABSURD_FIELDS):
         m = json.loads(json.dumps(good))
         _set(m, field, value)
@@ -240,7 +243,7 @@ def _is_code(path):
 
 def _case_names():
     n_ids, n_absurd = len(HOSTILE_IDS), len(ABSURD_FIELDS)
-    return ([f"id{i}" for i in range(n_ids)] + [f"extra_id{i}" for i in range(n_ids)] + [f"absurd{i}" for i in range(n_absurd)]
+    return ([f"id{i}" for i in range(n_ids)] + [f"extra_id{i}" for i in EXTRA_ID_CASES] + [f"absurd{i}" for i in range(n_absurd)]
             + ["abs_path_id", "deep_nesting", "deep_list", "not_utf8", "nan", "dup_keys", "huge_manifest", "manifest_dir",
                "manifest_fifo", "index_fifo", "detail_fifo"])
 
@@ -263,7 +266,7 @@ def test_only_atf_errors_and_nothing_touched_outside(audit, case):
 
 @pytest.mark.parametrize("i", range(len(HOSTILE_IDS)))
 def test_hostile_thread_ids_are_manifest_errors(audit, i):
-    for prefix in ("id", "extra_id"):
+    for prefix in ("id", "extra_id") if i in EXTRA_ID_CASES else ("id",):
         res = audit["results"][f"{prefix}{i}"]
         for op in ("read", "info", "dump", "summary", "export"):
             assert res[op]["outcome"].startswith("AtfV2Error"), (HOSTILE_IDS[i], op, res[op]["outcome"])

@@ -110,4 +110,3 @@ def test_thousands_of_short_lived_threads(tmp_path):
             assert t.detail_count() == 1 and t.detail.get(0).payload == k.to_bytes(4, "little")
         entries = {e["id"]: e for e in r.manifest["threads"]}
         assert all(entries[n]["index_events"] == EVENTS and entries[n]["name"] for n in numbers.values())
-    assert atf2.verify_session(d) == []
