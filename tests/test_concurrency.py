@@ -239,3 +239,54 @@ def test_emit_by_name_under_detail_capture_does_not_deadlock(tmp_path):
     with SessionReader(d) as reader:
         names = [reader.symbol_name(f) for f in reader.merged()["function_id"]]
         assert names.count("manual") == 2 and sum(n.split(".")[-1] == "g" for n in names) == 40
+
+
+def test_stop_from_another_thread_while_traced_threads_run(tmp_path):
+    """The tracer's hooks in running threads: stats polled and stop called from
+    two other threads; every recorded event is written, and each traced
+    thread sees its profile hook removed."""
+    pytest.importorskip("atf2.tracer")
+
+    def f(x):
+        return x + 1
+
+    running = threading.Event()
+    finish = threading.Event()
+    hooks_after = []
+
+    def loop():
+        n = 0
+        running.set()
+        while not finish.is_set():
+            f(n)
+            n += 1
+        hooks_after.append(sys.getprofile())
+
+    s = atf2.trace_session_start(tmp_path / "s", trace_python=True, flush_interval=0.005)
+    ts = [threading.Thread(target=loop) for _ in range(3)]
+    for t in ts:
+        t.start()
+    running.wait(30)
+    time.sleep(0.3)
+    polled, result = [], []
+    poller = threading.Thread(target=lambda: [polled.append(s.get_stats().index.recorded) for _ in range(30)])
+    stopper = threading.Thread(target=lambda: result.append(s.stop()))
+    poller.start()
+    stopper.start()
+    stopper.join(60)
+    poller.join(60)
+    time.sleep(0.05)  # the loops run on, untraced
+    finish.set()
+    for t in ts:
+        t.join(30)
+    final = result[0]
+    assert final.status == "complete" and final.index.recorded > 0
+    # (tight loops can outrun a drain on a loaded machine: drops, but counted)
+    assert final.index.written + final.index.dropped == final.index.recorded and final.index.written > 0
+    assert polled == sorted(polled)  # monotone while the producers ran
+    assert hooks_after == [None, None, None] and sys.getprofile() is None
+    with SessionReader(tmp_path / "s") as r:
+        assert not r.recovered and r.event_count() == final.index.written
+        names = {r.symbol_name(fid).split(".")[-1] for fid in set(r.merged()["function_id"].tolist())}
+        assert "f" in names
+    assert atf2.verify_session(tmp_path / "s") == []
