@@ -32,6 +32,7 @@ from .layout import (
     CTRL_DETAIL_RING_BYTES,
     CTRL_HOOK_DETAIL,
     CTRL_INDEX_WRITE_POS,
+    DETAIL_CALL_ABSORB_FN,
     DETAIL_CALL_ARGS_FN,
     DETAIL_CALL_EXC_FN,
     DETAIL_CALL_EXC_TYPE,
@@ -51,6 +52,7 @@ from .layout import (
     DETAIL_CALL_TYPE_FN,
     DETAIL_CALL_TYPE_MASK,
     DETAIL_CALL_TYPE_TABLE,
+    DETAIL_CALL_THREAD_IDENT,
     DETAIL_CALL_NONE,
     DETAIL_CALL_SCRATCH,
     DETAIL_CALL_SCRATCH_BYTES,
@@ -186,7 +188,10 @@ class DetailCapture:
         self._types = _Table(256)  # type address -> DETAIL_TYPE_* word
         self._heads = np.zeros(_HEADS_BYTES, dtype=np.uint8)  # OBJECT tag + packed type name, per type
         self._heads_used = 0
-        self._slow_ticks = int(self.encoder.options.slow_repr_ns * _ticks_per_ns())
+        rate = _ticks_per_ns()
+        self._slow_ticks = int(self.encoder.options.slow_repr_ns * rate)
+        self.watchdog = ReprWatchdog(int(self.encoder.options.repr_timeout_ns * rate))
+        self.watchdog.warm_up()
         self._pinned: list = []  # code objects and types whose addresses are table keys
         self._names: dict = {}  # code object -> recorded parameter names (call_values)
         self._blocks: list = []  # per-thread blocks and scratch buffers, alive while the session is
@@ -229,9 +234,12 @@ class DetailCapture:
         block[DETAIL_CALL_HEADS] = self._heads.ctypes.data
         block[DETAIL_CALL_REPR_CAP] = self.encoder.options.repr_cap
         block[DETAIL_CALL_SLOW_TICKS] = self._slow_ticks
+        block[DETAIL_CALL_THREAD_IDENT] = threading.get_ident()  # prepare runs in the thread itself
+        block[DETAIL_CALL_ABSORB_FN] = id(_absorb_timeout)
         with self._lock:
             self._publish(block)
             self._blocks.append((block, scratch))
+            self.watchdog.watch(block)
         ctrl[CTRL_HOOK_DETAIL] = block.ctypes.data
         if sys.gettrace() is None:
             _set_trace(self.trace_address, ctrl)
@@ -251,6 +259,7 @@ class DetailCapture:
         if isinstance(current, np.ndarray) and any(current is ctrl for ctrl in self._traced):
             sys.settrace(None)
         self._traced.clear()
+        self.watchdog.stop()
         for block, _ in self._blocks:
             for slot in (DETAIL_CALL_EXC_TYPE, DETAIL_CALL_EXC_VALUE):
                 if block[slot]:
@@ -321,6 +330,70 @@ class DetailCapture:
         value_of = self.encoder.value
         local = frame.f_locals
         return b"".join([_UNBOUND_BYTES if v is _MISSING else value_of(v) for v in map(local.get, names, _MISSINGS)])
+
+
+class ReprWatchdog:
+    """One thread per session that bounds the user code the detail hook runs (reprs).
+
+    The hook stamps ``DETAIL_CALL_USER_START`` before a repr (or a fallback
+    into ``PayloadEncoder``) and clears it after. Every ``period`` seconds
+    this thread raises ``ReprTimeout`` (``PyThreadState_SetAsyncExc``) in
+    each thread whose stamp is older than the budget; the repr fails, the
+    hook records the event (its type then skipped as slow), and cancels the
+    exception if it was not delivered yet, so it never reaches the program.
+    Limits: the exception is delivered when the repr runs Python bytecode; a
+    repr blocked in C (``time.sleep``, a lock, a C loop) is only interrupted
+    when that call returns. The thread is named ``atf2-...`` so the tracer
+    never traces it.
+    """
+
+    def __init__(self, budget_ticks: int, period: float = 0.05):
+        self.budget = max(1, int(budget_ticks))
+        self.period = period
+        self.interrupts = 0
+        self._addresses = np.zeros(0, dtype=np.uint64)
+        self._stop = threading.Event()
+        self._thread: "Optional[threading.Thread]" = None
+
+    def watch(self, block: np.ndarray) -> None:
+        """Watch a thread's detail block (its owner keeps it alive); starts the thread once."""
+        self._addresses = np.append(self._addresses, np.uint64(block.ctypes.data))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="atf2-repr-watchdog", daemon=True)
+            self._thread.start()
+
+    def warm_up(self) -> None:
+        """Compile (or load) the check now, not in the watchdog thread while a repr hangs."""
+        from .kernels.detail_hook import interrupt_overdue
+        from .payload import ReprTimeout
+
+        interrupt_overdue(np.zeros(0, dtype=np.uint64), np.uint64(0), np.uint64(1), np.uint64(id(ReprTimeout)))
+
+    def _run(self) -> None:
+        from .clock import ticks_py
+        from .kernels.detail_hook import interrupt_overdue
+        from .payload import ReprTimeout
+
+        while not self._stop.wait(self.period):
+            self.interrupts += int(interrupt_overdue(self._addresses, np.uint64(ticks_py()), np.uint64(self.budget), np.uint64(id(ReprTimeout))))
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
+def _absorb_timeout() -> None:
+    """Take a ReprTimeout the watchdog raised in this thread after its repr had returned."""
+    from .payload import ReprTimeout
+
+    for _ in range(2):
+        try:
+            for _ in range(2):  # backward jumps: where the eval loop delivers it
+                pass
+        except ReprTimeout:
+            return
 
 
 class _Table:

@@ -538,7 +538,11 @@ DETAIL_CALL_HEADS = 32  #: S: data address of the packed OBJECT tag + type names
 DETAIL_CALL_REPR_CAP = 33  #: S: PayloadOptions.repr_cap
 DETAIL_CALL_SLOW_TICKS = 34  #: S: PayloadOptions.slow_repr_ns in ticks
 DETAIL_CALL_SLOW_FN = 35  #: S: callable slow_repr(type): puts a type on the encoder's skip list
-DETAIL_CALL_SLOTS = 36
+DETAIL_CALL_USER_START = 36  #: H: ticks (| 1) when the hook began running user code (a repr), 0 when not
+DETAIL_CALL_USER_FIRED = 37  #: W: the repr watchdog interrupted that user code (atf2.detail.ReprWatchdog)
+DETAIL_CALL_THREAD_IDENT = 38  #: S: the thread's ident (PyThreadState_SetAsyncExc)
+DETAIL_CALL_ABSORB_FN = 39  #: S: callable absorb(): takes a ReprTimeout still pending for the thread
+DETAIL_CALL_SLOTS = 40
 #: type table value: offset (bits 0-31) and length (bits 32-47) of the type's OBJECT head, or DETAIL_TYPE_PYTHON
 DETAIL_TYPE_HEAD_LEN_SHIFT = 32
 DETAIL_TYPE_HEAD_LEN_MASK = 0xFFFF

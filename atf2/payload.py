@@ -109,6 +109,9 @@ class PayloadOptions:
     caller ids recorded (K). ``slow_repr_ns``: a repr slower than this puts
     its type on the skip list for the rest of the session. ``bigint_cap``:
     bytes kept of an int beyond 64 bits (larger ones are recorded by size).
+    ``repr_timeout_ns``: in a traced session, a repr still running after this
+    long is interrupted (``ReprTimeout`` raised in it by the session's repr
+    watchdog, ``atf2.detail``) and its type skipped from then on.
     """
 
     max_args: int = 8
@@ -117,6 +120,7 @@ class PayloadOptions:
     stack_depth: int = 4
     slow_repr_ns: int = 2_000_000
     bigint_cap: int = 64
+    repr_timeout_ns: int = 1_000_000_000
 
     def __post_init__(self):
         for name, low, high in (
@@ -126,10 +130,15 @@ class PayloadOptions:
             ("stack_depth", 0, PAYLOAD_MAX_STACK),
             ("slow_repr_ns", 1, 1 << 62),
             ("bigint_cap", 9, PAYLOAD_U32_MAX),
+            ("repr_timeout_ns", 1, 1 << 62),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise AtfV2Error(f"invalid payload option {name}={value!r} (an int in {low}..{high})")
+
+
+class ReprTimeout(Exception):
+    """Raised inside a ``__repr__`` that ran longer than ``PayloadOptions.repr_timeout_ns``."""
 
 
 # ---------------------------------------------------------------------------
@@ -648,6 +657,7 @@ __all__ = [
     "ObjectRepr",
     "PayloadEncoder",
     "PayloadOptions",
+    "ReprTimeout",
     "TruncatedBytes",
     "TruncatedStr",
     "UNBOUND",

@@ -465,3 +465,30 @@ def test_record_children_use_the_same_detail_options(tmp_path, method):
         calls = [t.get_detail_for(t.index[i]) for i in range(len(t.index))
                  if t.index[i].event_kind == EVENT_CALL and r.symbol_name(t.index[i].function_id).endswith("square")]
         assert [d.args for d in calls] == [[("x", 3)]]
+
+
+class Hang:
+    def __repr__(self):
+        while True:
+            pass
+
+
+def takes(value):
+    return 1
+
+
+def test_a_repr_that_never_returns_is_interrupted_and_its_type_skipped(tmp_path):
+    from atf2.payload import PayloadOptions
+
+    def program():
+        for _ in range(2):
+            assert takes(Hang()) == 1
+        total = sum(range(1000))  # the program goes on; no ReprTimeout leaks into it
+        assert total == 499500
+
+    path, _ = record(tmp_path, "hang", "always", program, payload_options=PayloadOptions(repr_timeout_ns=50_000_000))
+    with SessionReader(path) as r:
+        t = r.thread(0)
+        values = [t.get_detail_for(t.index[i]).args[0][1] for i in range(len(t.index))
+                  if r.symbol_name(t.index[i].function_id) == "takes" and t.index[i].event_kind == EVENT_CALL]
+        assert [(v.type_name, v.status, v.text) for v in values] == [(f"{__name__}.Hang", "repr_skipped", "slow repr")] * 2

@@ -70,6 +70,7 @@ from ..layout import (
     CTRL_HOOK_DETAIL,
     CTRL_INDEX_WRITE_POS,
     CTRL_SLOTS,
+    DETAIL_CALL_ABSORB_FN,
     DETAIL_CALL_ARG0,
     DETAIL_CALL_ARGS_FN,
     DETAIL_CALL_EXC_FN,
@@ -90,6 +91,9 @@ from ..layout import (
     DETAIL_CALL_TYPE_FN,
     DETAIL_CALL_TYPE_MASK,
     DETAIL_CALL_TYPE_TABLE,
+    DETAIL_CALL_THREAD_IDENT,
+    DETAIL_CALL_USER_FIRED,
+    DETAIL_CALL_USER_START,
     DETAIL_CALL_NONE,
     DETAIL_CALL_OVERFLOW,
     DETAIL_CALL_SCRATCH,
@@ -177,6 +181,7 @@ _PyTuple_GetItem = ExternalFunction("PyTuple_GetItem", types.voidptr(types.voidp
 _Py_IncRef = ExternalFunction("Py_IncRef", types.void(types.voidptr))
 _PyObject_Repr = ExternalFunction("PyObject_Repr", types.voidptr(types.voidptr))
 _PyObject_SetAttr = ExternalFunction("PyObject_SetAttr", types.int32(types.voidptr, types.voidptr, types.voidptr))
+_PyThreadState_SetAsyncExc = ExternalFunction("PyThreadState_SetAsyncExc", types.int32(types.uint64, types.voidptr))
 _PyEval_SetTrace = ExternalFunction("PyEval_SetTrace", types.void(types.voidptr, types.voidptr))
 
 
@@ -237,6 +242,29 @@ def _call1(fn, block, a0):
     """``fn(a0)`` through vectorcall; arguments laid out in the block."""
     block[DETAIL_CALL_ARG0] = a0
     return _PyObject_Vectorcall(_pointer(fn), _pointer(_address_of_slot(block, DETAIL_CALL_ARG0)), _ONE, _pointer(_ZERO))
+
+
+@njit(inline="always", nogil=True)
+def _user_code_begins(block):
+    """What the repr watchdog looks at: user code (a repr, a fallback encoder) runs from now."""
+    block[DETAIL_CALL_USER_START] = ticks() | _ONE
+
+
+@njit(inline="always", nogil=True)
+def _user_code_ends(block):
+    block[DETAIL_CALL_USER_START] = _ZERO
+    if block[DETAIL_CALL_USER_FIRED] != _ZERO:
+        # The watchdog raised ReprTimeout in this thread: if the user code
+        # returned before it was delivered, it is still pending and must
+        # never reach the traced program. A Python call takes it (the eval
+        # loop delivers it there). Not PyThreadState_SetAsyncExc(id, NULL):
+        # on 3.11 that leaves the interpreter's async-exception signal set.
+        block[DETAIL_CALL_USER_FIRED] = _ZERO
+        result = _PyObject_Vectorcall(_pointer(block[DETAIL_CALL_ABSORB_FN]), _pointer(_ZERO), _ZERO, _pointer(_ZERO))
+        if _address(result) == _ZERO:
+            _PyErr_Clear()
+        else:
+            _Py_DecRef(result)
 
 
 @njit(inline="always", nogil=True)
@@ -339,20 +367,24 @@ def _put_object(block, buf, pos, cap, obj, t):
     if info == MISSING or (info & _TYPE_PYTHON) != _ZERO:
         return np.int64(-2)
     start = ticks()
+    _user_code_begins(block)
     text = _PyObject_Repr(obj)
+    _user_code_ends(block)
     elapsed = ticks() - start
     if _address(text) == _ZERO:
         # repr raised: clear it before calling anything (a call made with an
-        # exception pending fails after the fact); PayloadEncoder.value then
-        # records REPR_FAILED with the error, and times it itself.
+        # exception pending fails after the fact)
         _PyErr_Clear()
-        return np.int64(-2)
     if elapsed > block[DETAIL_CALL_SLOW_TICKS]:  # recorded once, then skipped (as PayloadEncoder does)
         result = _call1(block[DETAIL_CALL_SLOW_FN], block, t)
         if _address(result) == _ZERO:
             _PyErr_Clear()
         else:
             _Py_DecRef(result)
+    if _address(text) == _ZERO:
+        # PayloadEncoder.value records REPR_FAILED with the error (or, for a
+        # type just found slow, REPR_SKIPPED: an interrupted repr is not run again)
+        return np.int64(-2)
     if _word_at(text, np.intp(block[DETAIL_CALL_TYPE_OFFSET])) != block[DETAIL_CALL_T_STR]:
         _Py_DecRef(text)  # a str subclass: Python takes its plain value
         return np.int64(-2)
@@ -410,7 +442,10 @@ def _put_value(block, buf, pos, cap, obj):
         end = _put_object(block, buf, pos, cap, obj, t)
         if end != -2:
             return end
-    return _copy_bytes_result(_call1(block[DETAIL_CALL_VALUE_FN], block, addr), buf, pos, cap)
+    _user_code_begins(block)
+    result = _call1(block[DETAIL_CALL_VALUE_FN], block, addr)
+    _user_code_ends(block)
+    return _copy_bytes_result(result, buf, pos, cap)
 
 
 @njit(nogil=True)
@@ -469,7 +504,10 @@ def _code_info(block, code_addr, frame):
 def _put_call_values(block, buf, pos, cap, frame, kept):
     offset = block[DETAIL_CALL_LOCALS_OFFSET]
     if offset == _ZERO:
-        return _copy_bytes_result(_call1(block[DETAIL_CALL_ARGS_FN], block, _address(frame)), buf, pos, cap)
+        _user_code_begins(block)
+        result = _call1(block[DETAIL_CALL_ARGS_FN], block, _address(frame))
+        _user_code_ends(block)
+        return _copy_bytes_result(result, buf, pos, cap)
     iframe = _word_at(frame, np.intp(block[DETAIL_CALL_FRAME_OFFSET]))
     for i in range(kept):
         obj = _word_at(_pointer(iframe), np.intp(offset) + np.intp(8 * i))
@@ -519,8 +557,10 @@ def _put_exception(block, buf, pos, cap, frame):
     none = block[DETAIL_CALL_NONE]
     block[DETAIL_CALL_ARG0] = t if t != _ZERO else none
     block[DETAIL_CALL_ARG0 + 1] = v if v != _ZERO else none
+    _user_code_begins(block)  # str(exception)
     result = _PyObject_Vectorcall(_pointer(block[DETAIL_CALL_EXC_FN]), _pointer(_address_of_slot(block, DETAIL_CALL_ARG0)),
                                   np.uint64(2), _pointer(_ZERO))
+    _user_code_ends(block)
     if t != _ZERO:
         _Py_DecRef(_pointer(t))
     if v != _ZERO:
@@ -651,3 +691,19 @@ def exception_trace_hook(obj, frame, what, arg):
     if old_v != _ZERO:
         _Py_DecRef(_pointer(old_v))
     return 0
+
+
+@njit(cache=True)
+def interrupt_overdue(blocks, now, budget, exc):
+    """The repr watchdog's check (with the GIL held throughout, so no hooked
+    thread moves meanwhile): raise ``exc`` in every thread whose hook has been
+    running user code for more than ``budget`` ticks; returns how many."""
+    n = 0
+    for k in range(blocks.shape[0]):
+        block = carray(_u64_pointer(blocks[k]), DETAIL_CALL_SLOTS)
+        start = block[DETAIL_CALL_USER_START]
+        if start != _ZERO and block[DETAIL_CALL_USER_FIRED] == _ZERO and now > start and now - start > budget:
+            block[DETAIL_CALL_USER_FIRED] = _ONE
+            if _PyThreadState_SetAsyncExc(block[DETAIL_CALL_THREAD_IDENT], _pointer(exc)) > 0:
+                n += 1
+    return n
