@@ -1,0 +1,106 @@
+"""Per-thread fixed cost of tracing: W3 shrunk to almost no work, ours vs VizTracer.
+
+``python -m atf2.bench.thread_lifecycle [--quick] [--reps N] [--threads T]``
+
+W3 of ``atf2.bench.overhead`` runs W2 in 4 fresh threads each rep; with
+little work per thread, what is left of our overhead is the per-thread
+setup and teardown: registration and the hook's bootstrap on the traced
+thread, the drain opening the thread's files, draining and finalizing them.
+Same variants and clock (process CPU time, every thread of the process) as
+``atf2.bench.overhead`` (its ``run_*`` helpers), interleaved rep by rep:
+the figure is the median per rep above the floor, per thread, ours and
+VizTracer's, and their ratio. ``drain_ms_per_thread``: the drain's CPU time
+over the whole loop per thread (opening, draining, finalizing the threads'
+files, manifest rewrites, idle cycles), part of which falls after a rep's
+timed window (finalizing its threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+from .overhead import load_workloads, run_floor, run_ours, run_untraced, run_viztracer
+
+
+def measure(reps: int, threads: int, records: int) -> dict:
+    from atf2.session import trace_session_start
+
+    workloads = load_workloads()
+
+    def fn():
+        return workloads.w3(threads, records)
+
+    fn()
+    workdir = tempfile.mkdtemp(prefix="atf2_bench_threads_")
+    times = {"untraced": [], "floor": [], "ours": [], "viztracer": []}
+    try:
+        session = trace_session_start(os.path.join(workdir, "s"), trace_python=False)
+        try:
+            run_ours(fn, session)  # warm: kernels loaded, main thread registered
+            d0 = session.drain.cpu_s
+            for _ in range(reps):
+                times["untraced"].append(run_untraced(fn))
+                times["floor"].append(run_floor(fn))
+                times["ours"].append(run_ours(fn, session)[0])
+                t = run_viztracer(fn, 1_000_000)
+                if t is not None:
+                    times["viztracer"].append(t)
+                time.sleep(0.03)  # the drain finalizes the rep's threads meanwhile (in drain_ms_per_thread)
+            drain_s = session.drain.cpu_s - d0
+        finally:
+            stats = session.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    out = {
+        "ours_ms_per_thread": (med["ours"] - med["floor"]) / threads * 1e3,
+        "drain_ms_per_thread": drain_s / reps / threads * 1e3,
+        "drops": stats.index.dropped,
+        "load": os.getloadavg()[0],
+    }
+    if "viztracer" in med:
+        out["viz_ms_per_thread"] = (med["viztracer"] - med["floor"]) / threads * 1e3
+    return out
+
+
+def run(quick: bool = False, reps: "int | None" = None, threads: int = 4) -> "list[dict]":
+    m = measure(reps or (10 if quick else 40), threads, records=10)
+    viz = m.get("viz_ms_per_thread")
+    return [
+        {
+            "name": "W3-tiny ours per-thread cost above floor (median)",
+            "value": m["ours_ms_per_thread"],
+            "unit": "ms",
+            "viztracer_ms": viz,
+            "ratio_vs_viztracer": m["ours_ms_per_thread"] / viz if viz and viz > 0 else float("nan"),
+            "drops": m["drops"],
+            "loadavg": round(m["load"], 2),
+        },
+        {
+            "name": "W3-tiny drain CPU per thread (whole loop)",
+            "value": m["drain_ms_per_thread"],
+            "unit": "ms",
+            "loadavg": round(m["load"], 2),
+        },
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reps", type=int)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+    for row in run(args.quick, args.reps, args.threads):
+        extra = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k not in ("name", "value", "unit"))
+        print(f"{row['name']:60s} {row['value']:8.3f} {row['unit']}  {extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
