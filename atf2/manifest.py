@@ -292,6 +292,12 @@ def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
     return data
 
 
+def _reject_constant(name: str):
+    # NaN / Infinity / -Infinity: Python's json reads them, JSON does not have
+    # them, and write_manifest (allow_nan=False) could not write them back
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def read_manifest(session_dir: "str | os.PathLike[str]") -> dict:
     """Read and validate ``<session_dir>/manifest.json``; raise ``ManifestError``."""
     path = manifest_path(session_dir)
@@ -317,7 +323,7 @@ def read_manifest(session_dir: "str | os.PathLike[str]") -> dict:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise _fail(path, f"grew above the {MAX_MANIFEST_BYTES}-byte limit of a manifest while read")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _fail(path, f"not valid JSON: {exc}") from None
     except RecursionError:  # json nests recursively: "[[[[..." deeper than the stack

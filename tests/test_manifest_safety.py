@@ -330,3 +330,21 @@ def test_thread_dir_is_built_only_from_an_int(tmp_path):
             thread_dir(tmp_path, bad)
     with pytest.raises(AtfV2Error):
         atf2.SessionReader(tmp_path / "no" / ".." / "nothing")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_refused_and_recover_rebuilds(base_session, tmp_path, constant):
+    """Regression (found by the fuzzer): Python's json reads NaN/Infinity where
+    the manifest does not check types (symbols[].params); recover_session then
+    failed with ValueError writing it back (write_manifest allows no NaN)."""
+    d = tmp_path / "s"
+    shutil.copytree(base_session, d)
+    m = json.loads((d / "manifest.json").read_text())
+    m["symbols"][0]["params"] = "@@"
+    (d / "manifest.json").write_text(json.dumps(m).replace('"@@"', constant))
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        atf2.SessionReader(d)
+    assert atf2.recover_session(d)["status"] == "recovered"
+    with atf2.SessionReader(d) as r:
+        assert r.event_count() == 50
+    assert atf2.verify_session(d) == []
