@@ -77,3 +77,14 @@ def session_dir(tmp_path):
     d = tmp_path / "session"
     d.mkdir()
     return d
+
+
+# CI must be reproducible: a property test that finds a new counterexample
+# should fail a developer's run (where hypothesis explores freely and keeps
+# its example database), not a submission's. CI sets CI=true, which selects a
+# derandomized profile.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
