@@ -35,9 +35,6 @@ from .layout import (
     DETAIL_CALL_ABSORB_FN,
     DETAIL_CALL_ARGS_FN,
     DETAIL_CALL_EXC_FN,
-    DETAIL_CALL_EXC_TYPE,
-    DETAIL_CALL_EXC_VALUE,
-    DETAIL_CALL_EXC_FRAME,
     DETAIL_CALL_FALSE,
     DETAIL_CALL_FRAME_OFFSET,
     DETAIL_CALL_INFO_FN,
@@ -192,6 +189,9 @@ class DetailCapture:
         self._slow_ticks = int(self.encoder.options.slow_repr_ns * rate)
         self.watchdog = ReprWatchdog(int(self.encoder.options.repr_timeout_ns * rate))
         self.watchdog.warm_up()
+        from .kernels.detail_hook import close_blocks
+
+        close_blocks(np.zeros(0, dtype=np.uint64))  # compiled (or loaded) now, not at stop
         self._pinned: list = []  # code objects and types whose addresses are table keys
         self._names: dict = {}  # code object -> recorded parameter names (call_values)
         self._blocks: list = []  # per-thread blocks and scratch buffers, alive while the session is
@@ -260,12 +260,10 @@ class DetailCapture:
             sys.settrace(None)
         self._traced.clear()
         self.watchdog.stop()
-        for block, _ in self._blocks:
-            for slot in (DETAIL_CALL_EXC_TYPE, DETAIL_CALL_EXC_VALUE):
-                if block[slot]:
-                    ctypes.pythonapi.Py_DecRef(ctypes.c_void_p(int(block[slot])))
-                    block[slot] = 0
-            block[DETAIL_CALL_EXC_FRAME] = 0
+        from .kernels.detail_hook import close_blocks
+
+        with self._lock:
+            close_blocks(np.array([block.ctypes.data for block, _ in self._blocks], dtype=np.uint64))
 
     def _publish(self, block) -> None:
         block[DETAIL_CALL_INFO_TABLE] = self._codes.array.ctypes.data

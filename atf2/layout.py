@@ -542,7 +542,8 @@ DETAIL_CALL_USER_START = 36  #: H: ticks (| 1) when the hook began running user 
 DETAIL_CALL_USER_FIRED = 37  #: W: the repr watchdog interrupted that user code (atf2.detail.ReprWatchdog)
 DETAIL_CALL_THREAD_IDENT = 38  #: S: the thread's ident (PyThreadState_SetAsyncExc)
 DETAIL_CALL_ABSORB_FN = 39  #: S: callable absorb(): takes a ReprTimeout still pending for the thread
-DETAIL_CALL_SLOTS = 40
+DETAIL_CALL_CLOSED = 40  #: S: tracing stopped: the trace hook keeps nothing more and removes itself
+DETAIL_CALL_SLOTS = 41
 #: type table value: offset (bits 0-31) and length (bits 32-47) of the type's OBJECT head, or DETAIL_TYPE_PYTHON
 DETAIL_TYPE_HEAD_LEN_SHIFT = 32
 DETAIL_TYPE_HEAD_LEN_MASK = 0xFFFF

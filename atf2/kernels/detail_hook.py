@@ -78,6 +78,7 @@ from ..layout import (
     DETAIL_CALL_ABSORB_FN,
     DETAIL_CALL_ARG0,
     DETAIL_CALL_ARGS_FN,
+    DETAIL_CALL_CLOSED,
     DETAIL_CALL_EXC_FN,
     DETAIL_CALL_EXC_FRAME,
     DETAIL_CALL_EXC_TYPE,
@@ -669,16 +670,18 @@ def exception_trace_hook(obj, frame, what, arg):
     if ctrl[CTRL_ENABLED] == _ZERO or block_addr == _ZERO:
         _PyEval_SetTrace(_pointer(_ZERO), _pointer(_ZERO))  # capture is over on this thread
         return 0
+    block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
+    if block[DETAIL_CALL_CLOSED] != _ZERO:
+        _PyEval_SetTrace(_pointer(_ZERO), _pointer(_ZERO))  # tracing stopped
+        return 0
     if what == PY_TRACE_LINE:
         # Line events are of no use here and cost a call each: mute them for
         # this frame (its first line is the only one that reaches us).
-        block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
         if _PyObject_SetAttr(frame, _pointer(block[DETAIL_CALL_LINES_NAME]), _pointer(block[DETAIL_CALL_FALSE])) != 0:
             _PyErr_Clear()
         return 0
     if what != PY_TRACE_EXCEPTION:
         return 0
-    block = carray(_u64_pointer(block_addr), DETAIL_CALL_SLOTS)
     t = _PyTuple_GetItem(arg, 0)
     v = _PyTuple_GetItem(arg, 1)
     if _address(t) == _ZERO or _address(v) == _ZERO:
@@ -712,3 +715,19 @@ def interrupt_overdue(blocks, now, budget, exc):
             if _PyThreadState_SetAsyncExc(block[DETAIL_CALL_THREAD_IDENT], _pointer(exc)) > 0:
                 n += 1
     return n
+
+
+@njit(cache=True)
+def close_blocks(blocks):
+    """Tracing stopped: mark every detail block closed and release the exceptions
+    they hold, in one call with the GIL held (a thread's trace hook cannot swap
+    one meanwhile)."""
+    for k in range(blocks.shape[0]):
+        block = carray(_u64_pointer(blocks[k]), DETAIL_CALL_SLOTS)
+        block[DETAIL_CALL_CLOSED] = _ONE
+        for slot in (DETAIL_CALL_EXC_TYPE, DETAIL_CALL_EXC_VALUE):
+            held = block[slot]
+            block[slot] = _ZERO
+            if held != _ZERO:
+                _Py_DecRef(_pointer(held))
+        block[DETAIL_CALL_EXC_FRAME] = _ZERO
