@@ -492,3 +492,29 @@ def test_a_repr_that_never_returns_is_interrupted_and_its_type_skipped(tmp_path)
         values = [t.get_detail_for(t.index[i]).args[0][1] for i in range(len(t.index))
                   if r.symbol_name(t.index[i].function_id) == "takes" and t.index[i].event_kind == EVENT_CALL]
         assert [(v.type_name, v.status, v.text) for v in values] == [(f"{__name__}.Hang", "repr_skipped", "slow repr")] * 2
+
+
+def test_threads_started_during_the_session_record_exceptions_too(tmp_path):
+    import threading
+
+    def worker():
+        try:
+            failing("from a thread")
+        except ValueError:
+            pass
+
+    def program():
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+
+    path, _ = record(tmp_path, "threads", "always", program)
+    with SessionReader(path) as r:
+        got = []
+        for i in range(1, len(r.manifest["threads"])):
+            t = r.thread(i)
+            check_links(t)
+            got += exception_details(r, t)
+        assert got == [("failing", ("ValueError", "from a thread"))] * 2
