@@ -225,6 +225,10 @@ def _symbol_ok(symbol: Any) -> bool:
         v = get(key)
         if v is not None and not (is_int(v) and v >= 0):
             return False
+    if "params" in symbol:
+        params = symbol["params"]
+        if type(params) is not list or not all(p is None or type(p) is str for p in params):
+            return False
     return True
 
 
@@ -289,6 +293,10 @@ def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
         for key in ("module_id", "line"):
             if key in symbol:
                 _check_type(path, f"symbols[{i}].{key}", symbol[key], "uint|null")
+        if "params" in symbol:  # argument names of decoded detail payloads: they become dict keys
+            _check_type(path, f"symbols[{i}].params", symbol["params"], "list")
+            for j, name in enumerate(symbol["params"]):
+                _check_type(path, f"symbols[{i}].params[{j}]", name, "str|null")
     return data
 
 

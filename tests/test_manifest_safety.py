@@ -348,3 +348,16 @@ def test_non_json_numbers_are_refused_and_recover_rebuilds(base_session, tmp_pat
     with atf2.SessionReader(d) as r:
         assert r.event_count() == 50
     assert atf2.verify_session(d) == []
+
+
+@pytest.mark.parametrize("params", [[[]], [{"a": 1}], [1.5], "ab", {"0": "a"}])
+def test_symbol_params_must_be_names(base_session, tmp_path, params):
+    """Regression (found by the fuzzer): a list in symbols[].params became an
+    argument name, and export_chrome failed with TypeError (unhashable key)."""
+    d = tmp_path / "s"
+    shutil.copytree(base_session, d)
+    m = json.loads((d / "manifest.json").read_text())
+    m["symbols"][0]["params"] = params
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match=r"symbols\[0\]\.params"):
+        atf2.SessionReader(d)
