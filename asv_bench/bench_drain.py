@@ -17,23 +17,24 @@ import threading
 
 import numpy as np
 
-from asv_bench.common import seconds, size
+from asv_bench.common import seconds, size, sizes
 from atf2 import session as _S
 from atf2.bench.drain import TARGET_RATE as _RATE
 from atf2.bench.drain import _prefilled_run, _session_run, flood as _flood
 
 _MODES = ("paced", "spin", "flood")
+_PRODUCERS = sizes(1, 2, smoke=2)  # smoke: the 2-producer path only
 
 
 class DrainThroughput:
-    params = [[1, 2], list(_MODES)]
+    params = [_PRODUCERS, list(_MODES)]
     param_names = ["producers", "mode"]
     timeout = 900
 
     def setup_cache(self):
         _session_run("flood", 1, 0.05, 0, {})  # load every kernel once
         runs = {}
-        for producers in (1, 2):
+        for producers in _PRODUCERS:
             for mode in _MODES:
                 rate = 0 if mode == "flood" else _RATE
                 runs[f"{mode}-{producers}"] = _session_run(mode, producers, seconds(2.0), rate, {})
