@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from asv_bench.common import seconds, size, sizes
+from asv_bench.common import seconds, sizes
 from atf2 import session as _S
 from atf2.bench.drain import TARGET_RATE as _RATE
 from atf2.bench.drain import _prefilled_run, _session_run, flood as _flood
@@ -62,18 +62,20 @@ class DrainThroughput:
 
 
 class DrainFixedWork:
-    """Time to record and drain 4M events from one thread without drops (pool large enough)."""
+    """Time to record and drain 1M and 4M events from one thread without drops (pool large enough)."""
 
     timeout = 300
+    params = [sizes(1 << 20, 4 << 20)]
+    param_names = ["n"]
 
-    def setup(self):
+    def setup(self, n):
         self.root = tempfile.mkdtemp(prefix="atf2-asv-drain-")
         _session_run("flood", 1, 0.05, 0, {})
 
-    def teardown(self):
+    def teardown(self, n):
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def time_record_and_drain_4M(self):
+    def time_record_and_drain(self, n):
         d = os.path.join(self.root, "s")
         shutil.rmtree(d, ignore_errors=True)
         sess = _S.trace_session_start(d, ring_capacity=1 << 18, spare_rings=15)
@@ -81,20 +83,20 @@ class DrainFixedWork:
 
         def work():
             ch = sess.register_current_thread()
-            _flood(ch.ctrl, ch.index_pool, fid, 0, size(4 << 20))
+            _flood(ch.ctrl, ch.index_pool, fid, 0, n)
 
         t = threading.Thread(target=work)
         t.start()
         t.join()
         st = _S.trace_session_stop()
-        assert st.index.written == size(4 << 20), st.index.as_dict()
+        assert st.index.written == n, st.index.as_dict()
 
-    def track_drain_only_prefilled_per_s(self):
-        return _prefilled_run(size(4 << 20))["value"]
+    def track_drain_only_prefilled_per_s(self, n):
+        return _prefilled_run(n)["value"]
 
     track_drain_only_prefilled_per_s.unit = "events/s"
 
-    def track_drain_only_ratio_vs_raw_write(self):
-        return _prefilled_run(size(4 << 20))["ratio_vs_raw"]
+    def track_drain_only_ratio_vs_raw_write(self, n):
+        return _prefilled_run(n)["ratio_vs_raw"]
 
     track_drain_only_ratio_vs_raw_write.unit = "ratio"
