@@ -118,7 +118,7 @@ def test_small_tmpfs_fills_up(tmp_path, small_tmpfs):
 
 
 FILLING_PROGRAM = textwrap.dedent("""
-    import errno, os, sys
+    import errno, os, sys, time
 
     def leaf(i):
         return i * 2
@@ -126,6 +126,7 @@ FILLING_PROGRAM = textwrap.dedent("""
     total = 0
     for i in range(20_000):
         total += leaf(i)
+    time.sleep(0.3)  # the drain's first cycles create the thread's files and write what came so far
     # something else fills the file system to the last byte
     fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
     try:
