@@ -6,7 +6,7 @@ import mmap
 import os
 import stat
 import struct
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -85,3 +85,31 @@ class MappedFile:
                 # a caller still holds a zero-copy view; the map is released with it
                 pass
             self.map = None
+
+
+class HeaderFooterMixin:
+    """What the index and detail readers say alike about their header and footer.
+
+    Both keep the parsed header record in ``_header`` and the footer record (or
+    None when it is missing or damaged) in ``_footer``.
+    """
+
+    _header: Any
+    _footer: Any
+
+    @property
+    def recovered(self) -> bool:
+        """True when the footer is missing or damaged (count taken from the file itself)."""
+        return self._footer is None
+
+    @property
+    def header(self) -> dict:
+        return record_dict(self._header)
+
+    @property
+    def footer(self) -> Optional[dict]:
+        return None if self._footer is None else record_dict(self._footer)
+
+    @property
+    def thread_id(self) -> int:
+        return int(self._header["thread_id"])

@@ -37,7 +37,7 @@ from ..layout import (
     ENDIAN_LITTLE,
     FORMAT_VERSION,
 )
-from ._common import MappedFile, record_dict, struct_for
+from ._common import HeaderFooterMixin, MappedFile, struct_for
 from .index import VerifyResult, check_header
 
 
@@ -115,7 +115,7 @@ _SCAN_ERRORS = {
 }
 
 
-class DetailReader:
+class DetailReader(HeaderFooterMixin):
     """One ``detail.atf`` mapped read-only.
 
     The position -> byte offset table is built at open by one kernel pass,
@@ -176,22 +176,6 @@ class DetailReader:
         self._unpack = _HEADER_STRUCT.unpack_from
 
     # ----------------------------------------------------------------- metadata
-
-    @property
-    def recovered(self) -> bool:
-        return self._footer is None
-
-    @property
-    def header(self) -> dict:
-        return record_dict(self._header)
-
-    @property
-    def footer(self) -> Optional[dict]:
-        return None if self._footer is None else record_dict(self._footer)
-
-    @property
-    def thread_id(self) -> int:
-        return int(self._header["thread_id"])
 
     @property
     def offsets(self) -> np.ndarray:

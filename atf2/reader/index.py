@@ -27,7 +27,7 @@ from ..layout import (
     INDEX_MAGIC,
     NO_DETAIL,
 )
-from ._common import MappedFile, record_dict, struct_for
+from ._common import HeaderFooterMixin, MappedFile, struct_for
 
 
 class IndexEvent(NamedTuple):
@@ -87,7 +87,7 @@ def check_header(header: Any, path: str, checks: tuple, dtype: np.dtype) -> None
             raise CorruptFileError(f"header field {name} is {value!r}, expected {expected!r}", path, dtype.fields[name][1])
 
 
-class IndexReader:
+class IndexReader(HeaderFooterMixin):
     """One ``index.atf`` mapped read-only.
 
     ``len(reader)``, ``reader[i]`` -> ``IndexEvent``, ``reader[a:b]`` and
@@ -140,23 +140,6 @@ class IndexReader:
         self._map = f.map
 
     # ----------------------------------------------------------------- metadata
-
-    @property
-    def recovered(self) -> bool:
-        """True when the footer is missing or damaged (count taken from the file size)."""
-        return self._footer is None
-
-    @property
-    def header(self) -> dict:
-        return record_dict(self._header)
-
-    @property
-    def footer(self) -> Optional[dict]:
-        return None if self._footer is None else record_dict(self._footer)
-
-    @property
-    def thread_id(self) -> int:
-        return int(self._header["thread_id"])
 
     @property
     def clock_type(self) -> int:
