@@ -88,7 +88,7 @@ from .layout import (
     MANIFEST_NAME,
     THREAD_DIR_PREFIX,
 )
-from .manifest import STATUS_COMPLETE, STATUS_RECORDING, write_manifest
+from .manifest import STATUS_COMPLETE, STATUS_RECORDING, thread_dir, write_manifest
 from .rings import PoolCache, RingConfig, ThreadChannel
 from .stats import LaneStats, SessionStats, ThreadStats
 from .symbols import SymbolTable
@@ -608,12 +608,20 @@ class Session:
         stats = self._stats()
         modules, symbols = self.symbols.to_manifest()
         threads = []
+        # Threads whose files could not be created (disk full before the
+        # drain's first cycle for them): listing them under "threads" would
+        # make SessionReader refuse the session (a listed thread's directory
+        # must exist), so they go under their own key, drops and error kept.
+        unwritten = []
         for t, ch in zip(stats.threads, self._snapshot()):
+            listed = threads
+            if ch.writer is None and ch.writer_error is not None and not os.path.isdir(thread_dir(self.session_dir, ch.thread_id)):
+                listed = unwritten
             if ch.manifest_entry is not None:
-                threads.append(ch.manifest_entry)
+                listed.append(ch.manifest_entry)
                 continue
             w = ch.writer
-            threads.append(
+            listed.append(
                 {
                     "id": t.thread_id,
                     "has_detail": bool(w is not None and w.has_detail),
@@ -630,7 +638,7 @@ class Session:
                 }
             )
             if ch.final_stats is t:  # closed: this entry is final too
-                ch.manifest_entry = threads[-1]
+                ch.manifest_entry = listed[-1]
         return {
             "format_version": MANIFEST_FORMAT_VERSION,
             "status": self._status,
@@ -640,6 +648,7 @@ class Session:
             "time_end_ns": stats.time_end_ns,
             "pid": self.pid,
             "threads": threads,
+            **({"threads_without_files": unwritten} if unwritten else {}),
             "modules": modules,
             "symbols": symbols,
             "windows": self._detail_windows(),

@@ -267,16 +267,34 @@ class ThreadWriter:
         self._detail_fd: Optional[int] = None
         self._summary: Optional[dict] = None
         self._closed = False
+        # A failure here must not leave a file without a complete placeholder
+        # header (a 0-byte index.atf made SessionReader refuse the whole
+        # session): what this constructor created is removed again.
+        created_dir = not os.path.isdir(self._thread_dir)
         try:
             os.makedirs(self._thread_dir, exist_ok=True)
             self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644)
         except OSError as exc:
+            self._remove_created(created_dir)
             raise WriteError(f"cannot create: {exc.strerror or exc}", self._index_path, errno=exc.errno) from exc
         try:
             _write_all(self._index_fd, [self._index_header(final=False), self._index_footer()], 0)
         except OSError as exc:
             os.close(self._index_fd)
+            try:
+                os.unlink(self._index_path)
+            except OSError:
+                pass
+            self._remove_created(created_dir)
             raise WriteError(f"cannot write the header: {exc.strerror or exc}", self._index_path, 0, errno=exc.errno) from exc
+
+    def _remove_created(self, created_dir: bool) -> None:
+        """Constructor failed: remove the thread directory if it made it and it is empty."""
+        if created_dir:
+            try:
+                os.rmdir(self._thread_dir)
+            except OSError:  # not empty or already gone: leave it
+                pass
 
     # ------------------------------------------------------------------ headers
 

@@ -8,6 +8,7 @@ SIGXFSZ is ignored by the session), and a real small tmpfs (ENOSPC) when this
 machine lets the test mount one (root); that variant is skipped otherwise.
 """
 
+import errno
 import json
 import os
 import resource
@@ -18,6 +19,9 @@ import textwrap
 import pytest
 
 import atf2
+import atf2.errors
+import atf2.writer
+from atf2 import layout as L
 
 PROGRAM = textwrap.dedent("""
     import sys
@@ -164,3 +168,42 @@ def test_disk_full_to_the_last_byte_at_stop(tmp_path, small_tmpfs):
     assert atf2.verify_session(d) == []
     with atf2.SessionReader(d) as reader:
         assert reader.status in ("complete", "recovered") and reader.thread(0).index.footer is not None
+
+
+def _no_space(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_writer_header_failure_leaves_nothing(tmp_path, monkeypatch):
+    """The placeholder header cannot be written: no 0-byte index.atf and no
+    empty thread directory stay behind, and the error is a WriteError."""
+    monkeypatch.setattr(atf2.writer, "_write_all", _no_space)
+    with pytest.raises(atf2.errors.WriteError, match="No space"):
+        atf2.writer.ThreadWriter(tmp_path, 3)
+    assert os.listdir(tmp_path) == []
+    # a thread directory that existed before is kept, the file is not
+    (tmp_path / "thread_4").mkdir()
+    with pytest.raises(atf2.errors.WriteError):
+        atf2.writer.ThreadWriter(tmp_path, 4)
+    assert os.listdir(tmp_path / "thread_4") == []
+
+
+def test_thread_whose_files_cannot_be_created(tmp_path, monkeypatch):
+    """The disk is full before the drain creates a thread's files: its events
+    are disk-error drops, no 0-byte index.atf is left, the manifest does not
+    list a thread without a directory, and the session opens and verifies."""
+    monkeypatch.setattr(atf2.writer, "_write_all", _no_space)
+    d = tmp_path / "session"
+    with atf2.trace_session(d, trace_python=False):
+        for _ in range(100):
+            atf2.emit("f", L.EVENT_CALL, depth=1)
+            atf2.emit("f", L.EVENT_RETURN, depth=1)
+    assert not list(d.glob("thread_*"))
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["threads"] == []
+    (lost,) = manifest["threads_without_files"]
+    assert lost["dropped"]["disk_error"] == lost["recorded"] == 200 and "No space" in lost["error"]
+    assert manifest["stats"]["events_dropped"] == 200
+    with atf2.SessionReader(d) as reader:
+        assert reader.thread_ids == [] and not reader.recovered
+    assert atf2.verify_session(d) == []
