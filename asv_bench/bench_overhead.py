@@ -4,8 +4,21 @@ import os
 import shutil
 import tempfile
 
-from asv_bench.common import example_module, size  # workloads from the repository: atf2 may be an installed wheel
+from asv_bench.common import example_module, seconds, size  # workloads from the repository: atf2 may be an installed wheel
 from atf2.bench import overhead
+
+
+#: untraced seconds per timed sample (see atf2.bench.overhead: per-event costs must dominate)
+_TARGET_S = seconds(0.3, smoke=0.0)
+
+
+def _make(workload):
+    workloads = example_module("overhead_workloads")
+    return lambda inner: overhead.workload(workloads, workload, inner=inner)
+
+
+def _inner(workload) -> int:
+    return overhead.calibrate_inner(_make(workload), _TARGET_S)
 
 
 class TracerOverhead:
@@ -18,8 +31,8 @@ class TracerOverhead:
     repeat = 7
 
     def setup(self, workload, tracer):
-        workloads = example_module("overhead_workloads")
-        self.fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
+        # Same samples as the script: the workload repeated so a sample lasts >= 0.3 s untraced.
+        self.fn = overhead.workload(example_module("overhead_workloads"), workload, inner=_inner(workload))
         self.session = None
         self.workdir = None
         if tracer == "viztracer":
@@ -54,7 +67,7 @@ class TracerOverhead:
 
 
 class OverheadRatio:
-    """Our per-event overhead above the floor / VizTracer's (bar: <= 0.8), best of 5 interleaved reps."""
+    """Our per-event overhead above the floor / VizTracer's (bar: <= 0.8), paired median of 5 interleaved reps."""
 
     params = ["W1", "W2", "W3"]
     param_names = ["workload"]
@@ -68,20 +81,16 @@ class OverheadRatio:
             raise NotImplementedError("viztracer is not installed (bench extra)")
 
     def track_ratio_vs_viztracer(self, workload):
-        workloads = example_module("overhead_workloads")
-        fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")
         try:
-            return overhead.measure(workload, fn, reps=size(5, smoke=1), workdir=workdir)["ratio_best"]
+            return overhead.measure(workload, _make(workload), reps=size(5, smoke=1), workdir=workdir, target_s=_TARGET_S)["ratio_paired"]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def track_drops(self, workload):
-        workloads = example_module("overhead_workloads")
-        fn = {"W1": workloads.w1, "W2": workloads.w2, "W3": workloads.w3}[workload]
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")
         try:
-            return overhead.measure(workload, fn, reps=size(2, smoke=1), workdir=workdir)["drops"]
+            return overhead.measure(workload, _make(workload), reps=size(2, smoke=1), workdir=workdir, target_s=_TARGET_S)["drops"]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
