@@ -55,6 +55,7 @@ from .layout import (
     host_arch,
     host_os,
 )
+from .manifest_reserve import release_reserve
 from .manifest import STATUS_COMPLETE, STATUS_RECORDING, STATUS_RECOVERED, manifest_path, read_manifest, write_manifest
 from .verify import DetailProbe, IndexProbe, _thread_dirs_on_disk, crc32, probe_detail, probe_index
 
@@ -335,6 +336,9 @@ def recover_session(session_dir: "str | os.PathLike[str]") -> dict:
             new["time_end_ns"] = last
     new["recovered_from_status"] = manifest.get("status", STATUS_COMPLETE)
     new["status"] = STATUS_RECOVERED
+    # a killed recorder leaves the space it held back for its final manifest
+    # (atf2.manifest_reserve): freeing it lets this rewrite fit on a full disk
+    release_reserve(session_dir)
     write_manifest(session_dir, new)
     return {"status": new["status"], "changed": True, "threads": report_threads, "manifest": manifest_log}
 

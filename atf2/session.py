@@ -88,6 +88,7 @@ from .layout import (
     MANIFEST_NAME,
     THREAD_DIR_PREFIX,
 )
+from .manifest_reserve import MANIFEST_RESERVE_NAME, release_reserve, reserve_size, reserve_space
 from .manifest import STATUS_COMPLETE, STATUS_RECORDING, thread_dir, write_manifest
 from .rings import PoolCache, RingConfig, ThreadChannel
 from .stats import LaneStats, SessionStats, ThreadStats
@@ -198,6 +199,7 @@ class Session:
         self._t0 = time.monotonic()
         self._t_stop: "float | None" = None
         self._final: "SessionStats | None" = None
+        self._reserved = 0  # bytes of the final manifest's reserve (atf2.manifest_reserve)
         self._manifest_due = 0.0  # monotonic time before which crash-recovery manifest rewrites wait
         self.pools = PoolCache(self.config)  # ring pools of exited threads, for the next ones
         self._opened = 0  # channels whose files the drain has opened (a prefix of _channels)
@@ -213,6 +215,7 @@ class Session:
         self._write_manifest(fsync=True)
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ"):
             self._old_sigxfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        self._grow_reserve()  # after SIGXFSZ is ignored: an RLIMIT_FSIZE below the reserve gives EFBIG
         self.drain.start()
         if tracer is not None:
             try:
@@ -242,7 +245,7 @@ class Session:
                         raise AtfV2Error("session directory is not empty (pass overwrite=True to replace a previous session)", d)
                     for name in entries:
                         path = os.path.join(d, name)
-                        if name == MANIFEST_NAME:
+                        if name in (MANIFEST_NAME, MANIFEST_RESERVE_NAME):
                             os.unlink(path)
                         elif _THREAD_DIR_RE.fullmatch(name) and os.path.isdir(path):
                             shutil.rmtree(path)
@@ -275,6 +278,11 @@ class Session:
                 self.drain.stop()
                 self._status = STATUS_COMPLETE
                 self._t_stop = time.monotonic()
+                try:
+                    # the space held back for this rewrite (a full disk at stop)
+                    release_reserve(self.session_dir)
+                except OSError as exc:
+                    self.drain.errors.append(f"manifest reserve: {exc}")
                 try:
                     self._write_manifest(fsync=True)
                 except OSError as exc:
@@ -431,6 +439,7 @@ class Session:
             self._write_manifest(fsync=False)
         except OSError as exc:
             self.drain.errors.append(f"manifest: {exc}")
+        self._grow_reserve()
         self._manifest_due = now + max(MANIFEST_REWRITE_MIN_INTERVAL, 20 * (time.monotonic() - now))
 
     # -------------------------------------------------------------- events
@@ -685,6 +694,16 @@ class Session:
         # The rewrites while recording (fsync=False) are for crash recovery
         # only: compact JSON; the ones at start and stop are indented.
         write_manifest(self.session_dir, self._manifest(), fsync=fsync, compact=not fsync)
+
+    def _grow_reserve(self) -> None:
+        """Keep the space for the final manifest (atf2.manifest_reserve) ahead of its size."""
+        try:
+            want = reserve_size(os.path.getsize(os.path.join(self.session_dir, MANIFEST_NAME)))
+            if want > self._reserved:
+                self._reserved = reserve_space(self.session_dir, want)
+        except OSError as exc:
+            if len(self.drain.errors) < 100:
+                self.drain.errors.append(f"manifest reserve: {exc}")
 
     # ------------------------------------------------------------------ fork
 

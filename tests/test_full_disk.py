@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -116,9 +117,12 @@ def test_small_tmpfs_fills_up(tmp_path, small_tmpfs):
     d = mnt / "session"
     r = record(tmp_path, d, n_iter)
     check_full_session(r, d, n_iter, size)
-    # the whole file system was used, not just some of it
+    # the whole file system was used, not just some of it (less than one
+    # batch free, plus the final manifest's reserve, released at stop)
+    from atf2.manifest_reserve import MIN_RESERVE_BYTES
+
     st = os.statvfs(mnt)
-    assert st.f_bavail * st.f_frsize < 2 << 20
+    assert st.f_bavail * st.f_frsize < (2 << 20) + MIN_RESERVE_BYTES
 
 
 FILLING_PROGRAM = textwrap.dedent("""
@@ -146,11 +150,11 @@ FILLING_PROGRAM = textwrap.dedent("""
 
 
 def test_disk_full_to_the_last_byte_at_stop(tmp_path, small_tmpfs):
-    """Nothing left even for the manifest rewrite at stop: the program still
-    ends normally, the thread files are finalized (the writer keeps a valid
-    footer after every batch), and once space is freed `atf2 recover` makes
-    the session whole. (The final manifest cannot be written then: it keeps
-    the "recording" state of its last successful rewrite.)"""
+    """Nothing left on the file system at stop: the program still ends
+    normally, the thread files are finalized (the writer keeps a valid footer
+    after every batch), and the final manifest fits in the space the session
+    held back for it (atf2.manifest_reserve): "complete", read without
+    recover, and the reserve is gone."""
     mnt, _size = small_tmpfs
     script = tmp_path / "fill.py"
     script.write_text(FILLING_PROGRAM)
@@ -160,14 +164,48 @@ def test_disk_full_to_the_last_byte_at_stop(tmp_path, small_tmpfs):
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"result {2 * sum(range(20_000)) * 2}" in r.stdout and "Traceback" not in r.stderr
     assert "disk_error" in r.stderr  # the summary line names the drop reason
-    with atf2.IndexReader(d / "thread_0" / "index.atf") as index:
-        assert index.footer is not None  # finalized, even with no byte free
-    os.unlink(mnt / "filler")
-    status = subprocess.run([sys.executable, "-m", "atf2", "recover", str(d)], capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0, status.stderr
-    assert atf2.verify_session(d) == []
+    st = os.statvfs(mnt)
+    assert st.f_bavail * st.f_frsize < 1 << 20  # still full: the reserve's space went to the manifest
+    assert sorted(os.listdir(d)) == ["manifest.json", "thread_0"]
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    main = manifest["threads"][0]
+    assert main["dropped"]["disk_error"] > 0 and main["index_events"] > 0
     with atf2.SessionReader(d) as reader:
-        assert reader.status in ("complete", "recovered") and reader.thread(0).index.footer is not None
+        assert not reader.recovered
+        t = reader.thread(0)
+        assert t.index.footer is not None and len(t.index) == main["index_events"]
+        t.verify()
+    assert atf2.verify_session(d) == []
+
+
+def test_clean_stop_leaves_no_reserve_and_recover_removes_a_killed_ones(tmp_path):
+    from atf2.manifest_reserve import MANIFEST_RESERVE_NAME, MIN_RESERVE_BYTES
+
+    d = tmp_path / "session"
+    s = atf2.trace_session_start(d, trace_python=False)
+    try:
+        reserve = d / MANIFEST_RESERVE_NAME
+        assert reserve.stat().st_size >= MIN_RESERVE_BYTES
+        assert reserve.stat().st_blocks * 512 >= MIN_RESERVE_BYTES  # allocated, not sparse
+        atf2.emit("f", L.EVENT_CALL, depth=1)
+        atf2.emit("f", L.EVENT_RETURN, depth=1)
+        # a killed recorder: the reserve is still there; readers and verify ignore it
+        with atf2.SessionReader(d) as reader:
+            assert reader.status == "recording"
+        assert all(MANIFEST_RESERVE_NAME not in p.path for p in atf2.verify_session(d))
+        killed = tmp_path / "killed"
+        shutil.copytree(d, killed)
+    finally:
+        atf2.trace_session_stop()
+    assert sorted(os.listdir(d)) == ["manifest.json", "thread_0"]
+    from atf2.recover import recover_session
+
+    assert (killed / MANIFEST_RESERVE_NAME).exists()
+    recover_session(killed)
+    assert not (killed / MANIFEST_RESERVE_NAME).exists()
+    assert atf2.verify_session(killed) == []
+
 
 
 def _no_space(*_args, **_kwargs):
