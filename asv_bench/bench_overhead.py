@@ -14,7 +14,7 @@ _TARGET_S = seconds(0.3, smoke=0.0)
 
 def _make(workload):
     workloads = example_module("overhead_workloads")
-    return lambda inner: overhead.workload(workloads, workload, inner=inner)
+    return lambda inner, settle=None: overhead.workload(workloads, workload, inner=inner, settle=settle)
 
 
 def _inner(workload) -> int:
@@ -45,6 +45,9 @@ class TracerOverhead:
 
             self.workdir = tempfile.mkdtemp(prefix="atf2_asv_")
             self.session = trace_session_start(os.path.join(self.workdir, "s"), trace_python=False)
+            self.fn = overhead.workload(
+                example_module("overhead_workloads"), workload, inner=_inner(workload), settle=overhead.settle_for(self.session)
+            )
         self.fn()  # warm up
 
     def teardown(self, workload, tracer):

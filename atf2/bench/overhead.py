@@ -108,13 +108,39 @@ def run_ours(fn, session) -> "tuple[float, int, int]":
     # The drain's work for these events is part of our cost: wait until it
     # has caught up (sleeping costs no CPU time; under --wall it is excluded).
     t = _clock() - t0
-    deadline = time.monotonic() + 5
-    while _pending(session) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_drain(session)
     if _clock is time.process_time:
         t = _clock() - t0
     after = session.get_stats().index
     return t, after.recorded - before.recorded, after.dropped - before.dropped
+
+
+def wait_drain(session, timeout_s: float = 5.0) -> None:
+    """Sleep until the drain has taken every record written so far (sleeping costs no CPU time).
+
+    Only the records present on entry: while tracing is on, this loop's own
+    calls add records, so "until nothing is pending" would never end.
+    """
+    from atf2.layout import CTRL_INDEX_READ_POS, CTRL_INDEX_WRITE_POS
+
+    targets = [(ch, int(ch.ctrl[CTRL_INDEX_WRITE_POS])) for ch in session._snapshot()]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(int(ch.ctrl[CTRL_INDEX_READ_POS]) < w for ch, w in targets):
+        time.sleep(0.002)
+
+
+def settle_for(session):
+    """Between two runs of a sample of ours: let the drain catch up, or None.
+
+    A W1 run is ~0.5M events in ~50 ms, faster than the drain sustains on a
+    loaded 2-core machine: back to back, 20 runs overflow the rings. With the
+    process CPU clock the pause is free and the drain's work still counted,
+    so the sample measures per-event cost with every event kept. Under
+    ``--wall`` the pause would be timed: no settling there.
+    """
+    if _clock is not time.process_time:
+        return None
+    return lambda: wait_drain(session)
 
 
 def _pending(session) -> bool:
@@ -138,16 +164,27 @@ def run_viztracer(fn, entries: int) -> "float | None":
         tracer.clear()
 
 
-def workload(workloads, name: str, n: int = 3000, inner: int = 1):
+def workload(workloads, name: str, n: int = 3000, inner: int = 1, settle=None):
     """One timed sample of workload ``name``: the workload run ``inner`` times.
 
+    ``settle`` (W1, W2; see :func:`settle_for`) runs between two runs.
     W3 starts its 4 threads once per sample (inside the timed region) and each
     thread runs W2 ``inner`` times: thread start-up is paid, then amortized.
     """
+
+    def repeat(run):
+        def sample():
+            for i in range(inner):
+                if settle is not None and i:
+                    settle()
+                run()
+
+        return sample
+
     if name == "W1":
-        return lambda: [workloads.w1() for _ in range(inner)]
+        return repeat(workloads.w1)
     if name == "W2":
-        return lambda: [workloads.w2(n) for _ in range(inner)]
+        return repeat(lambda: workloads.w2(n))
     if name == "W3":
 
         def w3(threads: int = 4) -> None:
@@ -176,7 +213,7 @@ def calibrate_inner(make, target_s: float) -> int:
 def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> dict:
     """Interleaved reps of untraced/floor/ours/viztracer on ``make(inner)`` samples.
 
-    ``make(inner)`` returns the sample callable (see :func:`workload`).
+    ``make(inner, settle=None)`` returns the sample callable (see :func:`workload`).
     """
     from atf2.session import trace_session_start, trace_session_stop
 
@@ -185,11 +222,12 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
     times = {"untraced": [], "floor": [], "ours": [], "viztracer": []}
     events, drops = [], 0
     session = trace_session_start(os.path.join(workdir, name), trace_python=False)
+    fn_ours = make(inner, settle=settle_for(session))
     try:
         # Warm-up, untimed, for every contender alike.
         run_untraced(fn)
         run_floor(fn)
-        _, warm_events, _ = run_ours(fn, session)
+        _, warm_events, _ = run_ours(fn_ours, session)
         viz_entries = max(1_000_000, 2 * warm_events)
         run_viztracer(fn, entries=viz_entries)
         for rep in range(reps):
@@ -201,7 +239,7 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
                 elif variant == "floor":
                     times[variant].append(run_floor(fn))
                 elif variant == "ours":
-                    t, n, d = run_ours(fn, session)
+                    t, n, d = run_ours(fn_ours, session)
                     times[variant].append(t)
                     events.append(n)
                     drops += d
@@ -258,7 +296,7 @@ def run(
     workdir = tempfile.mkdtemp(prefix="atf2_bench_overhead_")
     try:
         for name in names:
-            m = measure(name, lambda inner, name=name: workload(workloads, name, n, inner), reps, workdir, target_s)
+            m = measure(name, lambda inner, settle=None, name=name: workload(workloads, name, n, inner, settle), reps, workdir, target_s)
             for stat in ("best", "median"):
                 row = {
                     "name": f"{name} ours ns/event above floor ({stat})",
