@@ -71,7 +71,6 @@ from ..layout import (
     CTRL_DETAIL_RING_BYTES,
     CTRL_DETAIL_RING_COUNT,
     CTRL_ENABLED,
-    CTRL_HOOK_DEPTH,
     CTRL_HOOK_DETAIL,
     CTRL_INDEX_WRITE_POS,
     CTRL_SLOTS,
@@ -154,16 +153,15 @@ from .hook import (
     _PyErr_Occurred,
     _PyFrame_GetCode,
     _PyLong_AsUnsignedLongLong,
-    _PyObject_CallOneArg,
     _Py_DecRef,
     _SIGNATURE,
     _address,
     _pointer,
     _register,
+    adopt_thread,
     _u64_pointer,
     _word_at,
     capture,
-    first_event_depth,
 )
 from .ring import detail_ring_push
 
@@ -640,19 +638,9 @@ def capture_hook_detail(obj, frame, what, arg):
 @cfunc(_SIGNATURE, nopython=True, cache=True)
 def bootstrap_hook_detail(obj, frame, what, arg):
     """``atf2.kernels.hook.bootstrap_hook`` for detail sessions: the adopting event gets its detail too."""
-    result = _PyObject_CallOneArg(obj, frame)
-    if _address(result) == _ZERO:
-        _PyErr_Clear()
-        return 0
-    ctrl_addr = _PyLong_AsUnsignedLongLong(result)
-    _Py_DecRef(result)
-    if ctrl_addr == MISSING and _address(_PyErr_Occurred()) != _ZERO:
-        _PyErr_Clear()
-        return 0
+    ctrl_addr = adopt_thread(obj, frame, what)
     if ctrl_addr == _ZERO:
         return 0
-    ctrl = carray(_u64_pointer(ctrl_addr), CTRL_SLOTS)
-    ctrl[CTRL_HOOK_DEPTH] = first_event_depth(ctrl[CTRL_HOOK_DEPTH], what)
     return _capture_with_detail(ctrl_addr, frame, what, arg)
 
 

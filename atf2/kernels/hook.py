@@ -299,27 +299,38 @@ def capture_hook_c_calls(obj, frame, what, arg):
     return capture(_word_at(obj, _OBJECT_HEAD), frame, what, arg)
 
 
-@cfunc(_SIGNATURE, nopython=True, cache=True)
-def bootstrap_hook(obj, frame, what, arg):
-    """Py_tracefunc for threads not yet adopted; ``obj`` is the tracer's adopt callable.
+@njit(nogil=True)
+def adopt_thread(adopt, frame, what):
+    """A bootstrap hook's work: ask the tracer's ``adopt`` callable to take this thread.
 
-    ``adopt(frame)`` registers the current thread, installs ``capture_hook``
-    for it and returns the address of its control block with
-    CTRL_HOOK_DEPTH = frames below ``frame`` (or 0: leave this thread alone).
+    ``adopt(frame)`` registers the current thread, installs its capture hook
+    and returns the address of its control block with CTRL_HOOK_DEPTH = frames
+    below ``frame``, or 0 to leave this thread alone. Returns that address
+    (0 on refusal or error, with no exception left behind) after fixing the
+    depth for the event being reported.
     """
-    result = _PyObject_CallOneArg(obj, frame)
+    result = _PyObject_CallOneArg(adopt, frame)
     if _address(result) == _ZERO:
         _PyErr_Clear()
-        return 0
+        return _ZERO
     ctrl_addr = _PyLong_AsUnsignedLongLong(result)
     _Py_DecRef(result)
     if ctrl_addr == MISSING and _address(_PyErr_Occurred()) != _ZERO:
         _PyErr_Clear()
-        return 0
+        return _ZERO
     if ctrl_addr == _ZERO:
-        return 0
+        return _ZERO
     ctrl = carray(_u64_pointer(ctrl_addr), CTRL_SLOTS)
     ctrl[CTRL_HOOK_DEPTH] = first_event_depth(ctrl[CTRL_HOOK_DEPTH], what)
+    return ctrl_addr
+
+
+@cfunc(_SIGNATURE, nopython=True, cache=True)
+def bootstrap_hook(obj, frame, what, arg):
+    """Py_tracefunc for threads not yet adopted; ``obj`` is the tracer's adopt callable."""
+    ctrl_addr = adopt_thread(obj, frame, what)
+    if ctrl_addr == _ZERO:
+        return 0
     return capture(ctrl_addr, frame, what, arg)
 
 
