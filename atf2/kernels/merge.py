@@ -83,6 +83,15 @@ def _emit(out, o, addr, thread, seq):
     r.seq = seq
 
 
+@njit(inline="always", nogil=True)
+def _first_live(heads, lens):
+    """The lowest thread with events left, or -1 when every thread is exhausted."""
+    for j in range(heads.shape[0]):
+        if heads[j] < lens[j]:
+            return j
+    return -1
+
+
 @njit(cache=True, nogil=True)
 def _merge_scan(addrs, lens, heads, out):
     k = addrs.shape[0]
@@ -105,11 +114,7 @@ def _merge_scan(addrs, lens, heads, out):
         if h >= lens[best]:
             # the winner reads as exhausted: either all are, or a live thread
             # holds the largest timestamp there is; take the lowest live one
-            best = -1
-            for j in range(k):
-                if heads[j] < lens[j]:
-                    best = j
-                    break
+            best = _first_live(heads, lens)
             if best < 0:
                 break
             h = heads[best]
@@ -162,11 +167,7 @@ def _merge_blocks(addrs, lens, heads, out):
         best = barg[wb]
         h = heads[best]
         if h >= lens[best]:
-            best = -1
-            for j in range(k):
-                if heads[j] < lens[j]:
-                    best = j
-                    break
+            best = _first_live(heads, lens)
             if best < 0:
                 break
             h = heads[best]
