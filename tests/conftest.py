@@ -88,3 +88,14 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     _hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def no_session_left():
+    """A test that fails mid-session must not leave its session active for the next test."""
+    yield
+    from atf2 import session as session_mod
+
+    s = session_mod.active_session()
+    if s is not None:
+        s.stop()

@@ -23,14 +23,6 @@ from atf2.reader import SessionReader
 BOOT = getattr(time, "CLOCK_BOOTTIME", 7)
 
 
-@pytest.fixture(autouse=True)
-def no_session_left():
-    yield
-    s = session_mod.active_session()
-    if s is not None:
-        s.stop()
-
-
 def manifest(d):
     with open(os.path.join(d, "manifest.json")) as f:
         return json.load(f)

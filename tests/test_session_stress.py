@@ -8,25 +8,15 @@ carries each event's sequence number).
 import threading
 
 import numpy as np
-import pytest
 from numba import njit
 
 import atf2
-import atf2.session as session_mod
 from atf2.clock import ticks
 from atf2.kernels.ring import index_ring_push
 from atf2.reader import SessionReader
 
 THREADS = 16
 EVENTS = 1_000_000
-
-
-@pytest.fixture(autouse=True)
-def no_session_left():
-    yield
-    s = session_mod.active_session()
-    if s is not None:
-        s.stop()
 
 
 @njit(nogil=True, cache=True)

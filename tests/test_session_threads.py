@@ -5,20 +5,10 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 import atf2
-import atf2.session as session_mod
 from atf2 import layout as L
 from atf2.reader import SessionReader
-
-
-@pytest.fixture(autouse=True)
-def no_session_left():
-    yield
-    s = session_mod.active_session()
-    if s is not None:
-        s.stop()
 
 
 def wait_until(cond, timeout=30.0):

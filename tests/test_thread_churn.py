@@ -9,24 +9,13 @@ import os
 import threading
 import time
 
-import numpy as np
-import pytest
 
 import atf2
-import atf2.session as session_mod
 from atf2.reader import SessionReader
 
 N_THREADS = int(os.environ.get("ATF2_CHURN_THREADS", "2000"))
 WAVE = 50  #: threads alive at once
 EVENTS = 12  #: per thread
-
-
-@pytest.fixture(autouse=True)
-def no_session_left():
-    yield
-    s = session_mod.active_session()
-    if s is not None:
-        s.stop()
 
 
 def rss_bytes():

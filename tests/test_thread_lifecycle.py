@@ -10,7 +10,6 @@
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 import atf2
 import atf2.session as session_mod
@@ -27,14 +25,6 @@ from atf2.reader import SessionReader
 from atf2.rings import PoolCache, RingConfig, ThreadChannel
 
 SMALL = dict(ring_capacity=1024, spare_rings=3, detail_ring_bytes=16384, detail_spare_rings=1)
-
-
-@pytest.fixture(autouse=True)
-def no_session_left():
-    yield
-    s = session_mod.active_session()
-    if s is not None:
-        s.stop()
 
 
 def wait_until(cond, timeout=30.0):
