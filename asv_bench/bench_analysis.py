@@ -9,11 +9,13 @@ import os
 import shutil
 import tempfile
 
+from asv_bench.common import sizes
 from atf2.analysis import intervals, summary
 from atf2.bench.analysis import write_session
 from atf2.export import export_chrome
-from asv_bench.common import sizes
-from atf2.reader import SessionReader as _SessionReader  # underscore: asv would collect SessionReader.time_range as a benchmark
+from atf2.reader import (
+    SessionReader as _SessionReader,  # underscore: asv would collect SessionReader.time_range as a benchmark
+)
 
 
 class Analysis:

@@ -20,7 +20,8 @@ import numpy as np
 from asv_bench.common import seconds, sizes
 from atf2 import session as _S
 from atf2.bench.drain import TARGET_RATE as _RATE
-from atf2.bench.drain import _prefilled_run, _session_run, flood as _flood
+from atf2.bench.drain import _prefilled_run, _session_run
+from atf2.bench.drain import flood as _flood
 
 _MODES = ("paced", "spin", "flood")
 _PRODUCERS = sizes(1, 2, smoke=2)  # smoke: the 2-producer path only

@@ -4,9 +4,12 @@ import os
 import shutil
 import tempfile
 
-from asv_bench.common import example_module, seconds, size  # workloads from the repository: atf2 may be an installed wheel
+from asv_bench.common import (  # workloads from the repository: atf2 may be an installed wheel
+    example_module,
+    seconds,
+    size,
+)
 from atf2.bench import overhead
-
 
 #: untraced seconds per timed sample (see atf2.bench.overhead: per-event costs must dominate)
 _TARGET_S = seconds(0.3, smoke=0.0)

@@ -5,7 +5,17 @@ script.py``), read with ``SessionReader``. The byte layout lives in
 ``atf2.layout``; everything a bad file or option can cause is an ``AtfV2Error``.
 """
 
-from .errors import AtfV2Error, CorruptFileError, ManifestError, SessionStateError
+from .analysis import INTERVAL_DTYPE, Summary, intervals, summary
+from .detail import mark  # issue 5: flight-recorder trigger
+from .errors import (
+    AtfV2Error,
+    CorruptFileError,
+    DanglingLinkError,
+    ManifestError,
+    SessionStateError,
+    WriteError,
+)
+from .export import export_chrome
 from .layout import (
     EVENT_CALL,
     EVENT_EXCEPTION,
@@ -13,9 +23,6 @@ from .layout import (
     INDEX_EVENT_DTYPE,
     NO_DETAIL,
 )
-
-# --- writer and readers (atf2.writer, atf2.reader) ---
-from .errors import DanglingLinkError, WriteError
 from .reader import (
     MERGED_EVENT_DTYPE,
     DetailEvent,
@@ -25,9 +32,7 @@ from .reader import (
     SessionReader,
     ThreadReader,
 )
-from .writer import DetailBatch, ThreadWriter
-# --- sessions (atf2.session) ---
-from .detail import mark  # issue 5: flight-recorder trigger
+from .recover import recover_session
 from .session import (
     Session,
     emit,
@@ -39,11 +44,55 @@ from .session import (
 )
 from .stats import SessionStats
 from .symbols import SymbolTable
-# --- tracer (atf2.tracer) ---
-# --- analysis (atf2.analysis) ---
-from .analysis import INTERVAL_DTYPE, Summary, intervals, summary
-from .export import export_chrome
-from .recover import recover_session
 from .verify import verify_session
+from .writer import DetailBatch, ThreadWriter
+
+# The public API, grouped by topic (ruff's RUF022 would sort it flat; the
+# grouping is the documentation).
+__all__ = [  # noqa: RUF022
+    # errors (atf2.errors)
+    "AtfV2Error",
+    "CorruptFileError",
+    "DanglingLinkError",
+    "ManifestError",
+    "SessionStateError",
+    "WriteError",
+    # the format (atf2.layout)
+    "EVENT_CALL",
+    "EVENT_EXCEPTION",
+    "EVENT_RETURN",
+    "INDEX_EVENT_DTYPE",
+    "NO_DETAIL",
+    # writer and readers (atf2.writer, atf2.reader)
+    "DetailBatch",
+    "ThreadWriter",
+    "MERGED_EVENT_DTYPE",
+    "DetailEvent",
+    "DetailReader",
+    "IndexEvent",
+    "IndexReader",
+    "SessionReader",
+    "ThreadReader",
+    # sessions (atf2.session, atf2.detail, atf2.stats, atf2.symbols)
+    "Session",
+    "emit",
+    "emit_batch",
+    "mark",
+    "trace_session",
+    "trace_session_get_stats",
+    "trace_session_start",
+    "trace_session_stop",
+    "SessionStats",
+    "SymbolTable",
+    # analysis, export, verify, recover
+    "INTERVAL_DTYPE",
+    "Summary",
+    "intervals",
+    "summary",
+    "export_chrome",
+    "verify_session",
+    "recover_session",
+    "__version__",
+]
 
 __version__ = "0.1.0"

@@ -15,7 +15,8 @@ with the wrong event. An EXCEPTION event ends a call like a RETURN does.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,13 +26,13 @@ from .kernels.intervals import FLAG_EXCEPTION, FLAG_RECURSIVE, FLAG_UNCLOSED, FL
 from .layout import INDEX_EVENT_DTYPE
 
 __all__ = [
-    "INTERVAL_DTYPE",
-    "FUNCTION_SUMMARY_DTYPE",
-    "THREAD_SUMMARY_DTYPE",
-    "FLAG_UNCLOSED",
-    "FLAG_UNOPENED",
     "FLAG_EXCEPTION",
     "FLAG_RECURSIVE",
+    "FLAG_UNCLOSED",
+    "FLAG_UNOPENED",
+    "FUNCTION_SUMMARY_DTYPE",
+    "INTERVAL_DTYPE",
+    "THREAD_SUMMARY_DTYPE",
     "Summary",
     "intervals",
     "iter_intervals",
@@ -135,7 +136,7 @@ class _ThreadPairer:
         self.active = np.zeros(max(len(idmap), 64), np.int64)
         self.calls = 0
 
-    def run(self, chunk_size: int, out: "np.ndarray | None" = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def run(self, chunk_size: int, out: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (intervals, dense ids) as calls close, chunk by chunk, then the
         calls still open at the end. With ``out`` given, intervals are written
         into it back to back (it must hold len(events) rows) and the yielded
@@ -267,7 +268,7 @@ def _rows(agg: np.ndarray, function_ids: np.ndarray, thread: int) -> np.ndarray:
     return rows
 
 
-def _sorted(rows: np.ndarray, sort: "str | None", top: "int | None", by_thread: bool) -> np.ndarray:
+def _sorted(rows: np.ndarray, sort: str | None, top: int | None, by_thread: bool) -> np.ndarray:
     if sort is not None:
         if sort not in SORT_KEYS:
             raise ValueError(f"unknown sort key {sort!r}; one of {', '.join(SORT_KEYS)}")
@@ -291,8 +292,8 @@ def summary(
     source,
     *,
     threads=None,
-    sort: "str | None" = "incl_total_ns",
-    top: "int | None" = None,
+    sort: str | None = "incl_total_ns",
+    top: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Summary:
     """Per-function figures overall and per thread, and per-thread busy time.

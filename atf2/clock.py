@@ -30,8 +30,6 @@ from numba import njit, types
 from numba.core.types import ExternalFunction
 from numba.extending import intrinsic
 
-from .layout import CLOCK_BOOTTIME
-
 CLOCK_BOOTTIME_ID = getattr(time, "CLOCK_BOOTTIME", 7)
 
 # Declared as an external symbol (not a ctypes pointer) so the kernels that
@@ -93,7 +91,7 @@ def _ticks_njit() -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def _sample_pair() -> "tuple[np.uint64, np.uint64, np.uint64]":
+def _sample_pair() -> tuple[np.uint64, np.uint64, np.uint64]:
     """(ticks, boottime ns, bracket width in ticks): the tightest of 16 tries."""
     best_width = np.uint64(0xFFFFFFFFFFFFFFFF)
     best_ticks = np.uint64(0)
@@ -248,7 +246,7 @@ class TickConverter:
             self._ns[self._n] = ns
             self._n += 1
 
-    def anchors(self) -> "tuple[np.ndarray, np.ndarray, int]":
+    def anchors(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(anchor ticks, anchor ns, count) for kernels that convert inline (count 0: identity map).
 
         Only ``anchor()`` changes the arrays, so the thread that anchors (the
@@ -256,7 +254,7 @@ class TickConverter:
         """
         return self._ticks, self._ns, 0 if self.identity else self._n
 
-    def convert(self, raw: np.ndarray, out: "np.ndarray | None" = None) -> np.ndarray:
+    def convert(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         raw = np.ascontiguousarray(raw, dtype=np.uint64)
         if out is None:
             out = np.empty_like(raw)

@@ -24,7 +24,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -37,23 +37,19 @@ from .layout import (
     DETAIL_CALL_EXC_FN,
     DETAIL_CALL_FALSE,
     DETAIL_CALL_FRAME_OFFSET,
+    DETAIL_CALL_HEADS,
     DETAIL_CALL_INFO_FN,
     DETAIL_CALL_INFO_MASK,
     DETAIL_CALL_INFO_TABLE,
-    DETAIL_CALL_HEADS,
     DETAIL_CALL_LINES_NAME,
     DETAIL_CALL_LOCALS_OFFSET,
-    DETAIL_CALL_REPR_CAP,
-    DETAIL_CALL_SLOW_FN,
-    DETAIL_CALL_SLOW_TICKS,
-    DETAIL_CALL_TYPE_FN,
-    DETAIL_CALL_TYPE_MASK,
-    DETAIL_CALL_TYPE_TABLE,
-    DETAIL_CALL_THREAD_IDENT,
     DETAIL_CALL_NONE,
+    DETAIL_CALL_REPR_CAP,
     DETAIL_CALL_SCRATCH,
     DETAIL_CALL_SCRATCH_BYTES,
     DETAIL_CALL_SLOTS,
+    DETAIL_CALL_SLOW_FN,
+    DETAIL_CALL_SLOW_TICKS,
     DETAIL_CALL_STACK_DEPTH,
     DETAIL_CALL_T_BYTES,
     DETAIL_CALL_T_CELL,
@@ -61,8 +57,12 @@ from .layout import (
     DETAIL_CALL_T_INT,
     DETAIL_CALL_T_STR,
     DETAIL_CALL_TEXT_CAP,
+    DETAIL_CALL_THREAD_IDENT,
     DETAIL_CALL_TRUE,
+    DETAIL_CALL_TYPE_FN,
+    DETAIL_CALL_TYPE_MASK,
     DETAIL_CALL_TYPE_OFFSET,
+    DETAIL_CALL_TYPE_TABLE,
     DETAIL_CALL_VALUE_FN,
     DETAIL_FUNCTION_CALL,
     DETAIL_INFO_NPARAMS_SHIFT,
@@ -81,7 +81,7 @@ from .payload import REPRLIB_TYPES, PayloadEncoder, PayloadOptions, code_params
 DETAIL_MODES = ("off", "always", "flight")
 
 
-def parse_detail_mode(detail: Any) -> "tuple[bool, str]":
+def parse_detail_mode(detail: Any) -> tuple[bool, str]:
     """(detail lane allocated at registration, mode) from a session's ``detail`` option.
 
     "off" (the default): no detail lane; a thread gets one lazily on its
@@ -107,7 +107,7 @@ def parse_detail_mode(detail: Any) -> "tuple[bool, str]":
 _FRAME_LAYOUT_VERSIONS = ((3, 11), (3, 12))
 _OBJECT_HEAD_SIZE = object.__basicsize__
 _TYPE_OFFSET = _OBJECT_HEAD_SIZE - 8  # ob_type: the last word of PyObject_HEAD
-_offsets: "Optional[tuple]" = None
+_offsets: tuple | None = None
 
 
 def _word(address: int) -> int:
@@ -118,7 +118,7 @@ def _probe_frame(a, b, c):
     return _find_locals(sys._getframe(), a, b, c)
 
 
-def _find_locals(frame, a, b, c) -> "tuple[int, int]":
+def _find_locals(frame, a, b, c) -> tuple[int, int]:
     """(offset of the interpreter-frame pointer in a frame object, offset of its
     argument slots), or (0, 0) when this interpreter does not match the layout.
 
@@ -138,7 +138,7 @@ def _find_locals(frame, a, b, c) -> "tuple[int, int]":
     return 0, 0
 
 
-def frame_offsets() -> "tuple[int, int]":
+def frame_offsets() -> tuple[int, int]:
     """(frame offset, locals offset) for the hook, (0, 0) to read parameters through Python."""
     global _offsets
     if _offsets is None:
@@ -163,7 +163,7 @@ class DetailCapture:
     layout is unknown (``call_values``).
     """
 
-    def __init__(self, symbols, options: Optional[PayloadOptions] = None):
+    def __init__(self, symbols, options: PayloadOptions | None = None):
         from .kernels.detail_hook import bootstrap_hook_detail, capture_hook_detail, exception_trace_hook
 
         self.symbols = symbols
@@ -271,7 +271,7 @@ class DetailCapture:
         block[DETAIL_CALL_TYPE_TABLE] = self._types.array.ctypes.data
         block[DETAIL_CALL_TYPE_MASK] = self._types.capacity - 1
 
-    def _insert(self, table: "_Table", key: int, value: int, pin) -> None:
+    def _insert(self, table: _Table, key: int, value: int, pin) -> None:
         """Add to one of the hook's tables (under the lock); a grown table is published to every block."""
         if table.insert(key, value):
             for block, _ in self._blocks:
@@ -351,7 +351,7 @@ class ReprWatchdog:
         self.interrupts = 0
         self._addresses = np.zeros(0, dtype=np.uint64)
         self._stop = threading.Event()
-        self._thread: "Optional[threading.Thread]" = None
+        self._thread: threading.Thread | None = None
 
     def watch(self, block: np.ndarray) -> None:
         """Watch a thread's detail block (its owner keeps it alive); starts the thread once."""
@@ -507,7 +507,7 @@ def mark(reason: str = "") -> None:
 # -- session glue (flight mode) -------------------------------------------------
 
 
-def symbol_matcher(session, options) -> "Any":
+def symbol_matcher(session, options) -> Any:
     """fid -> whether its CALL is a symbol trigger (qualname, name or module.qualname matches)."""
     symbols = session.symbols
 

@@ -36,7 +36,8 @@ import numpy as np
 
 from .clock import TickConverter
 from .errors import AtfV2Error, WriteError
-from .kernels.crc import crc32, kernel_ok as crc_kernel_ok
+from .kernels.crc import crc32
+from .kernels.crc import kernel_ok as crc_kernel_ok
 from .kernels.ring import (
     detail_ring_take,
     index_ring_discard,
@@ -47,7 +48,6 @@ from .kernels.ring import (
 )
 from .layout import (
     CHANNEL_CLOSED,
-    CHANNEL_EXITED,
     CTRL_DETAIL_BYTES_WRITTEN,
     CTRL_DETAIL_DROPS,
     CTRL_DETAIL_POOL_PTR,
@@ -84,7 +84,7 @@ DRAIN_CHUNK = 1 << 16
 class Drain:
     """Owns the staging buffers and the loop; one per session."""
 
-    def __init__(self, config: "RingConfig", channels, flush_interval: float, on_channels_changed):
+    def __init__(self, config: RingConfig, channels, flush_interval: float, on_channels_changed):
         self.config = config
         self._channels = channels  # callable -> list of ThreadChannel (snapshot)
         self._on_channels_changed = on_channels_changed
@@ -221,7 +221,7 @@ class Drain:
         self.cycles_cpu_s += time.thread_time() - c0
         return pressure
 
-    def _drain(self, ch: "ThreadChannel") -> int:
+    def _drain(self, ch: ThreadChannel) -> int:
         """Move what is waiting in ``ch``'s rings to its files, chunk by chunk; return the events taken.
 
         Takes what was waiting when the call began (at most one pool), so a
@@ -255,7 +255,7 @@ class Drain:
         watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
         return taken
 
-    def _drain_chunk(self, ch: "ThreadChannel", limit: int, chain: list) -> int:
+    def _drain_chunk(self, ch: ThreadChannel, limit: int, chain: list) -> int:
         """Take at most one chunk of index records below ``limit`` (and their details), write it; return the records taken.
 
         The records come out of the ring already encoded (and checksummed,
@@ -339,7 +339,7 @@ class Drain:
             ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
         return n
 
-    def _write_encoded(self, ch: "ThreadChannel", events: np.ndarray, crc, crc_in: int, last: int, clamped: int) -> None:
+    def _write_encoded(self, ch: ThreadChannel, events: np.ndarray, crc, crc_in: int, last: int, clamped: int) -> None:
         """Write one encoded chunk (on the write-behind thread) and account for it."""
         writer = ch.writer
         try:
@@ -354,7 +354,7 @@ class Drain:
             return
         self._commit(ch, len(events), last, clamped)
 
-    def _commit(self, ch: "ThreadChannel", n: int, last: int, clamped: int) -> None:
+    def _commit(self, ch: ThreadChannel, n: int, last: int, clamped: int) -> None:
         ch.last_ts_ns = last
         ch.timestamps_clamped += clamped
         ch.ctrl[CTRL_INDEX_WRITTEN] += np.uint64(n)
@@ -377,7 +377,7 @@ class Drain:
             self._d_positions[:kept].copy(), payload, new_offsets, self._d_type[:m][keep], self._d_flags[:m][keep]
         )
 
-    def _count_disk_error(self, ch: "ThreadChannel", n: int, k: int, message: str) -> None:
+    def _count_disk_error(self, ch: ThreadChannel, n: int, k: int, message: str) -> None:
         ch.ctrl[CTRL_INDEX_DROPS + DROP_DISK_ERROR] += np.uint64(n)
         if k:
             ch.ctrl[CTRL_DETAIL_DROPS + DROP_DISK_ERROR] += np.uint64(k)
@@ -385,7 +385,7 @@ class Drain:
         if len(self.errors) < 100:
             self.errors.append(f"thread {ch.thread_id}: {message}")
 
-    def _close(self, ch: "ThreadChannel") -> None:
+    def _close(self, ch: ThreadChannel) -> None:
         """Last pass over a thread: drain, account for stragglers, finalize, release."""
         ctrl = ch.ctrl
         ctrl[CTRL_ENABLED] = 0
@@ -424,7 +424,7 @@ _spare_stages: list = []
 _stages_lock = threading.Lock()
 
 
-def _take_stage(n: int) -> "tuple[np.ndarray, np.ndarray]":
+def _take_stage(n: int) -> tuple[np.ndarray, np.ndarray]:
     """A staging buffer of ``n`` file records: (INDEX_EVENT_DTYPE array, its uint64[n, 4] view)."""
     with _stages_lock:
         for i, stage in enumerate(_spare_stages):
@@ -436,7 +436,7 @@ def _take_stage(n: int) -> "tuple[np.ndarray, np.ndarray]":
     return events, words
 
 
-def _give_stage(stage: "tuple[np.ndarray, np.ndarray]") -> None:
+def _give_stage(stage: tuple[np.ndarray, np.ndarray]) -> None:
     with _stages_lock:
         if len(_spare_stages) < 2:
             _spare_stages.append(stage)
@@ -454,11 +454,11 @@ class _WriteBehind:
     """
 
     def __init__(self):
-        self._jobs: "queue.SimpleQueue | None" = None
-        self._thread: "threading.Thread | None" = None
+        self._jobs: queue.SimpleQueue | None = None
+        self._thread: threading.Thread | None = None
         self._pid = 0
         self._pending: dict = {}  # staging index -> threading.Event of its job
-        self._error: "BaseException | None" = None
+        self._error: BaseException | None = None
         self.cpu_s = 0.0  # thread CPU time of the jobs
 
     def submit(self, tag: int, fn, *args) -> None:
@@ -472,7 +472,7 @@ class _WriteBehind:
         self._pending[tag] = done
         self._jobs.put((fn, args, done))
 
-    def _serve(self, jobs: "queue.SimpleQueue") -> None:
+    def _serve(self, jobs: queue.SimpleQueue) -> None:
         while True:
             job = jobs.get()
             if job is None:
@@ -508,7 +508,7 @@ class _WriteBehind:
         self._jobs = self._thread = None
 
 
-def file_size(path: "str | None") -> int:
+def file_size(path: str | None) -> int:
     if not path:
         return 0
     try:

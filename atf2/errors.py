@@ -12,7 +12,7 @@ class AtfV2Error(Exception):
     them, so a user can find the bad byte without a debugger.
     """
 
-    def __init__(self, message: str, path: "str | os.PathLike[str] | None" = None, offset: "int | None" = None):
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None, offset: int | None = None):
         self.path = os.fspath(path) if path is not None else None
         self.offset = offset
         where = ""
@@ -45,7 +45,7 @@ class WriteError(AtfV2Error):
     produces valid files; the events of the failed batch are not on disk.
     """
 
-    def __init__(self, message: str, path: "str | os.PathLike[str] | None" = None, offset: "int | None" = None, errno: "int | None" = None):
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None, offset: int | None = None, errno: int | None = None):
         super().__init__(message, path, offset)
         self.errno = errno
 

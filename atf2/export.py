@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -145,12 +145,12 @@ def _thread_label(entry: dict, tid: int) -> str:
 
 def export_chrome(
     source,
-    path: "str | os.PathLike[str]",
+    path: str | os.PathLike[str],
     *,
     threads=None,
     relative: bool = True,
     details: bool = True,
-    progress: Optional[bool] = None,
+    progress: bool | None = None,
     chunk_size: int = EXPORT_CHUNK,
 ) -> dict:
     """Write ``source`` (a SessionReader, a session directory or an event

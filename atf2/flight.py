@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class Roll(NamedTuple):
     in_ns: bool = False
 
     @classmethod
-    def parse(cls, text: Any) -> "Roll":
+    def parse(cls, text: Any) -> Roll:
         """``"100"`` (events), ``"5ms"`` / ``"250us"`` / ``"2s"`` / ``"10ns"`` (time), or a Roll / int."""
         if isinstance(text, Roll):
             return text
@@ -79,7 +80,7 @@ class FlightOptions:
     marks: bool = True  #: ``atf2.mark(reason)`` opens a window
 
     @classmethod
-    def from_triggers(cls, triggers: Iterable[str] = (), pre_roll: Any = 1000, post_roll: Any = 1000) -> "FlightOptions":
+    def from_triggers(cls, triggers: Iterable[str] = (), pre_roll: Any = 1000, post_roll: Any = 1000) -> FlightOptions:
         """From ``--trigger`` values: ``symbol=PATTERN``, ``exception``, ``mark``."""
         symbols, exceptions = [], False
         for t in triggers:
@@ -93,7 +94,7 @@ class FlightOptions:
                 raise AtfV2Error(f"invalid trigger {t!r}: use symbol=PATTERN, exception or mark")
         return cls(Roll.parse(pre_roll), Roll.parse(post_roll), tuple(symbols), exceptions)
 
-    def matches_symbol(self, *names: Optional[str]) -> bool:
+    def matches_symbol(self, *names: str | None) -> bool:
         """Whether a function with these names (qualname, module.qualname, ...) is a symbol trigger."""
         return any(
             fnmatch.fnmatchcase(name, pattern) for pattern in self.symbols for name in names if name
@@ -161,7 +162,7 @@ class Windows(NamedTuple):
 
 
 def compute_windows(triggers: Triggers, ts: np.ndarray, base: int, options: FlightOptions,
-                    held_from: int, final: bool = True, stop_ns: Optional[int] = None) -> Windows:
+                    held_from: int, final: bool = True, stop_ns: int | None = None) -> Windows:
     """Coalesced windows for ``triggers`` over the events ``ts`` (positions ``base + k``).
 
     ``held_from``: first position whose detail is still in memory (the
@@ -197,7 +198,7 @@ def window_mask(positions: np.ndarray, windows: Windows) -> np.ndarray:
 
 
 def manifest_windows(windows: Windows, triggers: Triggers, ts: np.ndarray, base: int, thread_id: int,
-                     reasons: Optional[dict] = None) -> list:
+                     reasons: dict | None = None) -> list:
     """The manifest ``windows`` entries of (final) windows.
 
     ``ts``: timestamps of positions ``base + k`` (covering the windows).

@@ -16,7 +16,8 @@ The manifest entries of finished windows accumulate in ``windows``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,8 @@ _EMPTY_TRIGGERS = Triggers(np.empty(0, np.int64), np.empty(0, np.int64), np.empt
 class FlightWriter:
     """Wraps a ThreadWriter (same ``write_events`` / ``close`` / ``finalize`` interface)."""
 
-    def __init__(self, writer, ctrl: Optional[np.ndarray], thread_id: int, options: FlightOptions,
-                 symbol_trigger: Callable[[int], bool], mark_fids: "set[int]", hold_bytes: int):
+    def __init__(self, writer, ctrl: np.ndarray | None, thread_id: int, options: FlightOptions,
+                 symbol_trigger: Callable[[int], bool], mark_fids: set[int], hold_bytes: int):
         self.writer = writer
         self.thread_id = int(thread_id)
         self.ctrl = ctrl
@@ -139,7 +140,7 @@ class FlightWriter:
             if k:
                 self._drop_details(k)
 
-    def _mark_reason(self, position: int) -> Optional[str]:
+    def _mark_reason(self, position: int) -> str | None:
         k = int(np.searchsorted(self._d_pos, position))
         if k >= len(self._d_pos) or self._d_pos[k] != position or self._d_flags[k] == 0:
             return None
@@ -197,9 +198,7 @@ class FlightWriter:
         h = max(self._base, min(h, end))
         for j in range(len(windows)):  # never split a window, nor pass an open one
             s, t = int(windows.start[j]), int(windows.stop[j])
-            if int(windows.state[j]) == WINDOW_OPEN and s < h:
-                h = s
-            elif s < h < t:
+            if (int(windows.state[j]) == WINDOW_OPEN and s < h) or s < h < t:
                 h = s
         return max(self._base, h)
 

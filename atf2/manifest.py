@@ -46,7 +46,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_thread_id(value: Any, path: "str | os.PathLike[str] | None" = None) -> int:
+def check_thread_id(value: Any, path: str | os.PathLike[str] | None = None) -> int:
     """Return ``value`` as a thread number, or raise ``ManifestError``.
 
     A thread number is a non-negative integer that fits the u32 header field.
@@ -65,11 +65,11 @@ def check_thread_id(value: Any, path: "str | os.PathLike[str] | None" = None) ->
     return int(value)
 
 
-def manifest_path(session_dir: "str | os.PathLike[str]") -> str:
+def manifest_path(session_dir: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(session_dir), MANIFEST_NAME)
 
 
-def thread_dir(session_dir: "str | os.PathLike[str]", thread_id: int) -> str:
+def thread_dir(session_dir: str | os.PathLike[str], thread_id: int) -> str:
     """The directory of thread ``thread_id``: ``<session_dir>/thread_<N>``."""
     return os.path.join(os.fspath(session_dir), f"{THREAD_DIR_PREFIX}{check_thread_id(thread_id)}")
 
@@ -87,7 +87,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_manifest(session_dir: "str | os.PathLike[str]", data: dict, *, fsync: bool = True, compact: bool = False) -> str:
+def write_manifest(session_dir: str | os.PathLike[str], data: dict, *, fsync: bool = True, compact: bool = False) -> str:
     """Write ``data`` as ``<session_dir>/manifest.json`` atomically; return the path.
 
     ``compact``: no indentation (the json module's C encoder, ~10x faster:
@@ -122,7 +122,7 @@ def write_manifest(session_dir: "str | os.PathLike[str]", data: dict, *, fsync: 
     return path
 
 
-def _fail(path: str, message: str) -> "ManifestError":
+def _fail(path: str, message: str) -> ManifestError:
     return ManifestError(message, path)
 
 
@@ -306,7 +306,7 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON value")
 
 
-def read_manifest(session_dir: "str | os.PathLike[str]") -> dict:
+def read_manifest(session_dir: str | os.PathLike[str]) -> dict:
     """Read and validate ``<session_dir>/manifest.json``; raise ``ManifestError``."""
     path = manifest_path(session_dir)
     try:

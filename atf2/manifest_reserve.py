@@ -30,7 +30,7 @@ RESERVE_FACTOR = 4
 _CHUNK = b"\0" * (1 << 16)
 
 
-def reserve_path(session_dir: "str | os.PathLike[str]") -> str:
+def reserve_path(session_dir: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(session_dir), MANIFEST_RESERVE_NAME)
 
 
@@ -39,7 +39,7 @@ def reserve_size(manifest_bytes: int) -> int:
     return max(MIN_RESERVE_BYTES, RESERVE_FACTOR * int(manifest_bytes))
 
 
-def reserve_space(session_dir: "str | os.PathLike[str]", size: int) -> int:
+def reserve_space(session_dir: str | os.PathLike[str], size: int) -> int:
     """Make the reserve file at least ``size`` bytes of allocated space.
 
     Uses ``posix_fallocate`` (real blocks, not a sparse file) where the file
@@ -73,7 +73,7 @@ def reserve_space(session_dir: "str | os.PathLike[str]", size: int) -> int:
         os.close(fd)
 
 
-def release_reserve(session_dir: "str | os.PathLike[str]") -> bool:
+def release_reserve(session_dir: str | os.PathLike[str]) -> bool:
     """Delete the reserve (if any); True when there was one."""
     try:
         os.unlink(reserve_path(session_dir))

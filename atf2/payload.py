@@ -23,8 +23,9 @@ import reprlib
 import struct
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 from .errors import AtfV2Error, CorruptFileError
 from .layout import (
@@ -38,7 +39,6 @@ from .layout import (
     PAYLOAD_F_ARGS_TRUNCATED,
     PAYLOAD_F_STACK_TRUNCATED,
     PAYLOAD_FLOAT_STRUCT,
-    PAYLOAD_HEADER_SIZE,
     PAYLOAD_HEADER_STRUCT,
     PAYLOAD_INT_STRUCT,
     PAYLOAD_MAX_STACK,
@@ -225,7 +225,7 @@ class DecodedPayload(NamedTuple):
     function_id: int
     args: list
     return_value: Any
-    exception: Optional[tuple]
+    exception: tuple | None
     stack: list
     arg_count: int
     args_truncated: bool
@@ -304,7 +304,7 @@ class PayloadEncoder:
     (CPython suspends profiling while a profile function runs).
     """
 
-    def __init__(self, options: Optional[PayloadOptions] = None):
+    def __init__(self, options: PayloadOptions | None = None):
         self.options = options or PayloadOptions()
         o = self.options
         r = reprlib.Repr()
@@ -351,7 +351,7 @@ class PayloadEncoder:
         # str(obj) would be quadratic (and refused past 4300 digits): record the size.
         return _type_text(PAYLOAD_VAL_REPR_SKIPPED, "int", f"int of {obj.bit_length()} bits", self.options.repr_cap)
 
-    def _type_prefix(self, t: type, tname: "str | None" = None) -> bytes:
+    def _type_prefix(self, t: type, tname: str | None = None) -> bytes:
         """Packed type name of ``t`` (cached per type: names do not change per value)."""
         prefix = self._type_prefixes.get(t)
         if prefix is None:
@@ -420,7 +420,7 @@ class PayloadEncoder:
         parts.extend(values)
         return b"".join(parts)
 
-    def call(self, function_id: int, args: Iterable[Any], arg_count: Optional[int] = None, stack: Sequence[int] = ()) -> bytes:
+    def call(self, function_id: int, args: Iterable[Any], arg_count: int | None = None, stack: Sequence[int] = ()) -> bytes:
         """CALL payload: the first ``max_args`` of ``args`` (in parameter order).
 
         ``arg_count``: parameters the function declares (default: len(args)).
@@ -504,7 +504,7 @@ class _Cursor:
         return bytes(self.data[start : start + n])
 
 
-def _read_text(cur: _Cursor, what: str) -> "tuple[bytes, int]":
+def _read_text(cur: _Cursor, what: str) -> tuple[bytes, int]:
     original, n = cur.unpack(_TEXT, what)
     return cur.take(n, what), original
 
@@ -629,9 +629,9 @@ class ManifestSymbols:
 
     def __init__(self, manifest: Mapping):
         self._manifest = manifest
-        self._table: Optional[dict] = None
+        self._table: dict | None = None
 
-    def lookup(self, function_id: int) -> Optional[Mapping]:
+    def lookup(self, function_id: int) -> Mapping | None:
         if self._table is None:
             self._table = {
                 s["function_id"]: s for s in self._manifest.get("symbols", ()) if isinstance(s, Mapping) and "function_id" in s
@@ -639,7 +639,7 @@ class ManifestSymbols:
         return self._table.get(int(function_id))
 
 
-_default_encoder: Optional[PayloadEncoder] = None
+_default_encoder: PayloadEncoder | None = None
 
 
 def default_encoder() -> PayloadEncoder:
@@ -652,6 +652,7 @@ def default_encoder() -> PayloadEncoder:
 
 __all__ = [
     "DETAIL_PAYLOAD_VERSION",
+    "UNBOUND",
     "DecodedPayload",
     "ManifestSymbols",
     "ObjectRepr",
@@ -660,7 +661,6 @@ __all__ = [
     "ReprTimeout",
     "TruncatedBytes",
     "TruncatedStr",
-    "UNBOUND",
     "code_params",
     "decode",
     "default_encoder",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -41,7 +40,6 @@ from .layout import (
     ENDIAN_LITTLE,
     FLAG_HAS_DETAIL_FILE,
     FORMAT_VERSION,
-    INDEX_EVENT_DTYPE,
     INDEX_EVENT_SIZE,
     INDEX_EVENTS_OFFSET,
     INDEX_FILE_NAME,
@@ -55,11 +53,11 @@ from .layout import (
     host_arch,
     host_os,
 )
-from .manifest_reserve import release_reserve
 from .manifest import STATUS_COMPLETE, STATUS_RECORDING, STATUS_RECOVERED, manifest_path, read_manifest, write_manifest
+from .manifest_reserve import release_reserve
 from .verify import DetailProbe, IndexProbe, _thread_dirs_on_disk, crc32, probe_detail, probe_index
 
-__all__ = ["recover_session", "RECOVERY_LOG_NAME"]
+__all__ = ["RECOVERY_LOG_NAME", "recover_session"]
 
 #: per-thread record of what recovery moved aside or changed
 RECOVERY_LOG_NAME = "recovered.json"
@@ -132,8 +130,8 @@ class _Plan:
             # a FIFO, socket or directory in a file's place: no crash leaves that
             if os.path.lexists(path) and not os.path.isfile(path):
                 raise CorruptFileError("not a regular file; not recovering", path)
-        self.index: Optional[IndexProbe] = probe_index(self.ipath) if os.path.isfile(self.ipath) else None
-        self.detail: Optional[DetailProbe] = probe_detail(self.dpath) if os.path.isfile(self.dpath) else None
+        self.index: IndexProbe | None = probe_index(self.ipath) if os.path.isfile(self.ipath) else None
+        self.detail: DetailProbe | None = probe_detail(self.dpath) if os.path.isfile(self.dpath) else None
         if self.index is not None:
             _check_recoverable(self.index, INDEX_MAGIC, tid)
             if self.index.header is not None and int(self.index.header["event_size"]) != INDEX_EVENT_SIZE:
@@ -280,7 +278,7 @@ def _load_manifest(session_dir: str, log: list) -> dict:
         return {"format_version": MANIFEST_FORMAT_VERSION, "status": STATUS_RECORDING, "threads": []}
 
 
-def recover_session(session_dir: "str | os.PathLike[str]") -> dict:
+def recover_session(session_dir: str | os.PathLike[str]) -> dict:
     """Repair a session in place; return what was done.
 
     The result: ``{"status", "changed", "threads": [{"id", "index_events",

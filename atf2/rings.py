@@ -115,7 +115,7 @@ class PoolCache:
         self._free: list = []
         self.reused = 0  # pools handed out again (for tests and figures)
 
-    def take(self) -> "tuple[np.ndarray, np.ndarray]":
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
         try:
             pools = self._free.pop()
         except IndexError:
@@ -145,7 +145,7 @@ class ThreadChannel:
     (and ``manifest_entry`` its manifest entry).
     """
 
-    def __init__(self, thread_id: int, config: RingConfig, os_thread_id: int, name: str, pools: "PoolCache | None" = None):
+    def __init__(self, thread_id: int, config: RingConfig, os_thread_id: int, name: str, pools: PoolCache | None = None):
         self.thread_id = thread_id
         self.config = config
         self.os_thread_id = os_thread_id
@@ -175,12 +175,12 @@ class ThreadChannel:
         self._lazy_detail_lane = False  # issue 5: add_detail_lane() ran
         # Drain-side state (only the drain thread touches these).
         self.writer = None
-        self.writer_error: "str | None" = None
+        self.writer_error: str | None = None
         self.exited = threading.Event()
         self.final_stats = None  # ThreadStats, once closed (computed once by the session)
         self.manifest_entry = None  # its manifest "threads" entry, once closed
-        self.time_start_ns: "int | None" = None
-        self.time_end_ns: "int | None" = None
+        self.time_start_ns: int | None = None
+        self.time_end_ns: int | None = None
         self.last_ts_ns = 0
         self.timestamps_clamped = 0
         self.reported = False  # the drain has told the session this channel closed

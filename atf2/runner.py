@@ -79,7 +79,7 @@ def _run(execute) -> int:
     return 0
 
 
-def run_script(path: str, args: "list[str]") -> int:
+def run_script(path: str, args: list[str]) -> int:
     """Run ``path`` as ``python path args...`` would; returns the exit status."""
     try:
         with open(path, "rb") as f:
@@ -100,19 +100,51 @@ def run_script(path: str, args: "list[str]") -> int:
     main.__loader__ = None
     main.__spec__ = None
     main.__package__ = None
-    return _run(lambda: exec(code, main.__dict__))
+    return _run(lambda: _call_program(code, main.__dict__))
 
 
-def run_module(name: str, args: "list[str]") -> int:
+def _call_program(code: types.CodeType, namespace: dict):
+    """``exec(code, namespace)`` as the call of a Python function made of ``code``.
+
+    A module's code called as a function runs with its globals as locals,
+    like ``exec``; unlike ``exec``, its call is not a C call, so under
+    ``atf2 record`` (``tracer.call_traced``) the program's ``<module>`` is the
+    first and last event of the main thread, with nothing of the runner's.
+    """
+    from .tracer import call_traced
+
+    return call_traced(types.FunctionType(code, namespace))
+
+
+def run_module(name: str, args: list[str]) -> int:
     """Run ``name`` as ``python -m name args...`` would; returns the exit status."""
     import runpy
 
     sys.argv = ["-m", *args]
     sys.path[0] = os.getcwd()
-    _fresh_main()
-    # runpy's entry point for ``python -m``: runs in sys.modules["__main__"]
-    # (the fresh module above), sets sys.argv[0] to the module's file.
-    return _run(lambda: runpy._run_module_as_main(name, alter_argv=True))
+    main = _fresh_main()
+
+    def execute():
+        # runpy._run_module_as_main(name, alter_argv=True), python -m's entry
+        # point, in two steps so that only the module's own code is traced
+        # (the packages above it are imported first, untraced, as cProfile -m does).
+        try:
+            name_, spec, code = runpy._get_module_details(name, runpy._Error)
+        except runpy._Error as exc:
+            sys.exit(f"{sys.executable}: {exc}")
+        sys.argv[0] = spec.origin
+        main.__dict__.update(
+            __name__="__main__",
+            __file__=spec.origin,
+            __cached__=spec.cached,
+            __doc__=None,
+            __loader__=spec.loader,
+            __package__=spec.parent,
+            __spec__=spec,
+        )
+        _call_program(code, main.__dict__)
+
+    return _run(execute)
 
 
 def wait_for_threads() -> None:
@@ -128,17 +160,23 @@ def wait_for_threads() -> None:
 
 # --------------------------------------------------------------------- child processes
 
-_child_config: "dict | None" = None
+_child_config: dict | None = None
 
 
-def start_recording(session_dir: str, c_calls: bool = False, session_options: "dict | None" = None):
-    """Start a session in ``session_dir`` and trace this process's Python code."""
+def start_recording(
+    session_dir: str, c_calls: bool = False, session_options: dict | None = None, current_thread: bool = True
+):
+    """Start a session in ``session_dir`` and trace this process's Python code.
+
+    ``current_thread=False`` (``atf2 record``): the calling thread is traced
+    only while ``run_script`` / ``run_module`` runs the program's code.
+    """
     from . import tracer
     from .session import trace_session_start
 
     session = trace_session_start(session_dir, trace_python=False, **(session_options or {}))
     try:
-        tracer.start_tracing(session, c_calls=c_calls)
+        tracer.start_tracing(session, c_calls=c_calls, current_thread=current_thread)
     except BaseException:
         from .session import trace_session_stop
 
@@ -156,7 +194,7 @@ def stop_recording():
     return trace_session_stop()
 
 
-def enable_child_tracing(root: str, c_calls: bool = False, session_options: "dict | None" = None) -> None:
+def enable_child_tracing(root: str, c_calls: bool = False, session_options: dict | None = None) -> None:
     """Record every multiprocessing child into ``root/pid_<pid>/`` (fork and spawn)."""
     global _child_config
     _child_config = {"root": os.path.abspath(root), "c_calls": bool(c_calls), "session": session_options or {}}

@@ -63,8 +63,8 @@ import signal
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 from numba.core.compiler_lock import global_compiler_lock
@@ -72,8 +72,7 @@ from numba.core.compiler_lock import global_compiler_lock
 from .drain import Drain, file_size
 from .errors import AtfV2Error, SessionStateError, WriteError
 from .kernels.ring import emit_many, emit_one, emit_one_detail
-from .layout import DETAIL_PAYLOAD_VERSION, MANIFEST_DETAIL_PAYLOAD_VERSION_KEY  # issue 5
-from .layout import (
+from .layout import (  # issue 5
     CHANNEL_ACTIVE,
     CHANNEL_CLOSED,
     CHANNEL_EXITED,
@@ -82,14 +81,16 @@ from .layout import (
     CTRL_STATE,
     DETAIL_FUNCTION_CALL,
     DETAIL_FUNCTION_RETURN,
+    DETAIL_PAYLOAD_VERSION,
     EVENT_CALL,
     EVENT_KIND_NAMES,
+    MANIFEST_DETAIL_PAYLOAD_VERSION_KEY,
     MANIFEST_FORMAT_VERSION,
     MANIFEST_NAME,
     THREAD_DIR_PREFIX,
 )
-from .manifest_reserve import MANIFEST_RESERVE_NAME, release_reserve, reserve_size, reserve_space
 from .manifest import STATUS_COMPLETE, STATUS_RECORDING, thread_dir, write_manifest
+from .manifest_reserve import MANIFEST_RESERVE_NAME, release_reserve, reserve_size, reserve_space
 from .rings import PoolCache, RingConfig, ThreadChannel
 from .stats import LaneStats, SessionStats, ThreadStats
 from .symbols import SymbolTable
@@ -107,8 +108,8 @@ _OPEN_PER_CYCLE = 64
 _THREAD_DIR_RE = re.compile(re.escape(THREAD_DIR_PREFIX) + r"\d+")
 
 _LOCK = threading.RLock()
-_ACTIVE: "Session | None" = None
-_LAST: "Session | None" = None
+_ACTIVE: Session | None = None
+_LAST: Session | None = None
 #: sessions inherited through fork(): kept referenced so nothing of the
 #: parent's (writers, descriptors) is ever finalized from the child
 _FORKED: list = []
@@ -117,9 +118,9 @@ _FORKED: list = []
 class _ThreadExitSentinel:
     """Lives in a thread's ``threading.local`` slot; dies with the thread."""
 
-    __slots__ = ("session_ref", "channel", "__weakref__")
+    __slots__ = ("__weakref__", "channel", "session_ref")
 
-    def __init__(self, session: "Session", channel: ThreadChannel):
+    def __init__(self, session: Session, channel: ThreadChannel):
         self.session_ref = weakref.ref(session)
         self.channel = channel
 
@@ -137,12 +138,12 @@ class Session:
 
     def __init__(
         self,
-        session_dir: "str | os.PathLike[str]",
+        session_dir: str | os.PathLike[str],
         *,
         overwrite: bool = False,
         ring_capacity: int = RingConfig.ring_capacity,
         spare_rings: int = RingConfig.ring_count - 1,
-        detail: "bool | str" = "off",
+        detail: bool | str = "off",
         detail_ring_bytes: int = RingConfig.detail_ring_bytes,
         detail_spare_rings: int = RingConfig.detail_ring_count - 1,
         high_watermark: float = RingConfig.high_watermark,
@@ -197,8 +198,8 @@ class Session:
         self._old_sigxfsz = None
         self._status = "new"
         self._t0 = time.monotonic()
-        self._t_stop: "float | None" = None
-        self._final: "SessionStats | None" = None
+        self._t_stop: float | None = None
+        self._final: SessionStats | None = None
         self._reserved = 0  # bytes of the final manifest's reserve (atf2.manifest_reserve)
         self._manifest_due = 0.0  # monotonic time before which crash-recovery manifest rewrites wait
         self.pools = PoolCache(self.config)  # ring pools of exited threads, for the next ones
@@ -385,7 +386,7 @@ class Session:
         """Same as ``register_current_thread``: for the tracer, from any thread."""
         return self.register_current_thread()
 
-    def thread_exited(self, channel: "ThreadChannel | None" = None) -> None:
+    def thread_exited(self, channel: ThreadChannel | None = None) -> None:
         """The thread of ``channel`` (default: the calling thread) will not emit any more.
 
         Its rings are drained and its files finalized at the drain's next
@@ -444,7 +445,7 @@ class Session:
 
     # -------------------------------------------------------------- events
 
-    def _channel(self) -> "ThreadChannel | None":
+    def _channel(self) -> ThreadChannel | None:
         ch = getattr(self._local, "channel", None)
         if ch is None or not ch.ctrl[CTRL_ENABLED]:
             if self._status != STATUS_RECORDING:
@@ -713,7 +714,7 @@ class Session:
         for ch in self._channels:
             ch.ctrl[CTRL_ENABLED] = 0
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -739,7 +740,7 @@ def _column(values, dtype, name: str, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def trace_session_start(session_dir: "str | os.PathLike[str]", **options) -> Session:
+def trace_session_start(session_dir: str | os.PathLike[str], **options) -> Session:
     """Start recording into ``session_dir``; see ``Session`` for the options."""
     global _ACTIVE
     with _LOCK:
@@ -769,7 +770,7 @@ def trace_session_get_stats() -> SessionStats:
 
 
 @contextmanager
-def trace_session(session_dir: "str | os.PathLike[str]", **options) -> Iterator[Session]:
+def trace_session(session_dir: str | os.PathLike[str], **options) -> Iterator[Session]:
     """``with atf2.trace_session(dir) as s:`` start ... stop."""
     session = trace_session_start(session_dir, **options)
     try:
@@ -778,7 +779,7 @@ def trace_session(session_dir: "str | os.PathLike[str]", **options) -> Iterator[
         session.stop()
 
 
-def active_session() -> "Session | None":
+def active_session() -> Session | None:
     return _ACTIVE
 
 

@@ -28,7 +28,6 @@ from .layout import (
     CTRL_INDEX_DRAIN_HIGH_WATER,
     CTRL_INDEX_DROPS,
     CTRL_INDEX_HIGH_WATER,
-    CTRL_INDEX_READ_POS,
     CTRL_INDEX_RINGS_SUBMITTED,
     CTRL_INDEX_WM_CROSSINGS,
     CTRL_INDEX_WM_HIGH,
@@ -55,7 +54,7 @@ class LaneStats:
     recorded: int = 0
     written: int = 0
     dropped: int = 0
-    drops: dict = field(default_factory=lambda: {name: 0 for name in DROP_REASON_NAMES.values()})
+    drops: dict = field(default_factory=lambda: dict.fromkeys(DROP_REASON_NAMES.values(), 0))
     pending: int = 0
     #: bytes accepted by the writer (index: 32 per event; detail: payload bytes)
     bytes_written: int = 0
@@ -68,7 +67,7 @@ class LaneStats:
     watermark_high: int = 0
     watermark_low: int = 0
 
-    def add(self, other: "LaneStats") -> None:
+    def add(self, other: LaneStats) -> None:
         self.recorded += other.recorded
         self.written += other.written
         self.dropped += other.dropped
@@ -86,7 +85,7 @@ class LaneStats:
         return dataclasses.asdict(self)
 
     @classmethod
-    def index_from_ctrl(cls, ctrl: np.ndarray) -> "LaneStats":
+    def index_from_ctrl(cls, ctrl: np.ndarray) -> LaneStats:
         drops = _drops(ctrl, CTRL_INDEX_DROPS)
         recorded = int(ctrl[CTRL_INDEX_WRITE_POS])
         written = int(ctrl[CTRL_INDEX_WRITTEN])
@@ -107,7 +106,7 @@ class LaneStats:
         )
 
     @classmethod
-    def detail_from_ctrl(cls, ctrl: np.ndarray) -> "LaneStats":
+    def detail_from_ctrl(cls, ctrl: np.ndarray) -> LaneStats:
         drops = _drops(ctrl, CTRL_DETAIL_DROPS)
         recorded = int(ctrl[CTRL_DETAIL_RECORDS])
         written = int(ctrl[CTRL_DETAIL_WRITTEN])
@@ -141,7 +140,7 @@ class ThreadStats:
     #: events whose timestamp was raised to keep the file non-decreasing
     timestamps_clamped: int = 0
     #: last write error of this thread's files, if any
-    error: "str | None" = None
+    error: str | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

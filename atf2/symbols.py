@@ -45,7 +45,7 @@ class SymbolTable:
         self._by_key: dict[tuple, int] = {}
         self._by_id: dict[int, Symbol] = {}
 
-    def register(self, name: str, qualname: "str | None" = None, module: str = "__main__", file: str = "", line: int = 0, params: "tuple | None" = None) -> int:
+    def register(self, name: str, qualname: str | None = None, module: str = "__main__", file: str = "", line: int = 0, params: tuple | None = None) -> int:
         """The id of this function, registering it (and its module) on first sight."""
         if not isinstance(name, str) or not name:
             raise AtfV2Error(f"symbol name must be a non-empty string, not {name!r}")
@@ -77,7 +77,7 @@ class SymbolTable:
             self._by_key[key] = fid
             return fid
 
-    def register_code(self, code, module: "str | None" = None) -> int:
+    def register_code(self, code, module: str | None = None) -> int:
         """Register a Python code object (name, qualname, file, first line)."""
         return self.register(
             code.co_name,
@@ -88,7 +88,7 @@ class SymbolTable:
             _code_params(code),
         )
 
-    def lookup(self, function_id: int) -> "Symbol | None":
+    def lookup(self, function_id: int) -> Symbol | None:
         return self._by_id.get(int(function_id))
 
     def __len__(self) -> int:
@@ -97,7 +97,7 @@ class SymbolTable:
     def __contains__(self, function_id) -> bool:
         return int(function_id) in self._by_id
 
-    def to_manifest(self) -> "tuple[list[dict], list[dict]]":
+    def to_manifest(self) -> tuple[list[dict], list[dict]]:
         """(modules, symbols) in the manifest shapes."""
         with self._lock:
             modules = [

@@ -34,7 +34,7 @@ import types
 import numpy as np
 
 from .errors import SessionStateError
-from .kernels.codetable import new_table, table_insert, table_lookup, table_rehash, MISSING
+from .kernels.codetable import MISSING, new_table, table_insert, table_lookup, table_rehash
 from .kernels.hook import (
     FLAG_C_CALLS,
     PY_TRACE_C_CALL,
@@ -55,7 +55,7 @@ from .kernels.hook import (
 )
 from .layout import CTRL_HOOK_DEPTH, CTRL_HOOK_FLAGS
 
-__all__ = ["start_tracing", "stop_tracing", "tracing_active", "Tracer"]
+__all__ = ["Tracer", "start_tracing", "stop_tracing", "tracing_active"]
 
 _PY312 = sys.version_info >= (3, 12)
 
@@ -90,7 +90,7 @@ def _hook_caller(address: int):
 _INITIAL_CAPACITY = 4096
 _MISSING = int(MISSING)
 _lock = threading.Lock()
-_active: "Tracer | None" = None
+_active: Tracer | None = None
 
 
 def _frames_below(frame) -> int:
@@ -148,6 +148,7 @@ class Tracer:
         self._adopter = self._adopt
         self._prev_profile = None
         self._prev_threading_profile = None
+        self._deferred_thread: int | None = None  # started with current_thread=False (call_traced)
         # issue 5: sessions capturing Python details install the detail variant of the hook
         self.detail = getattr(session, "detail_capture", None)
         # issue 5: the detail bootstrap hook records the adopting event with its detail too
@@ -250,7 +251,9 @@ class Tracer:
         return None
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start(self, current_thread: bool = True) -> None:
+        """Hook every thread; the calling one now, or (``current_thread=False``)
+        only for the call given to ``call_traced`` later."""
         _warm_up()  # compile (or load) every kernel now: never under our lock, never in a hook
         self._prev_profile = sys.getprofile()
         self._prev_threading_profile = threading.getprofile() if hasattr(threading, "getprofile") else None
@@ -263,7 +266,36 @@ class Tracer:
             else:
                 set_profile_other_threads(self._bootstrap_address, id(self._adopter))
             self.threads_adopted += 1
-            self._install_current(channel.ctrl)
+            if current_thread:
+                self._install_current(channel.ctrl)
+            else:
+                self._deferred_thread = threading.get_ident()
+
+    def call_traced(self, function):
+        """Call ``function()`` (a Python function) with the calling thread traced
+        from its CALL to its RETURN or EXCEPTION, and nothing else of this thread.
+
+        For ``atf2 record``: the program's ``<module>`` is the thread's first
+        and last event, at call_depth 0, without the runner's frames around it.
+        ``function`` must be a plain Python function: calling it is no C call,
+        so even with C calls recorded no event precedes its CALL or follows
+        its exit. Only for the thread that started tracing with
+        ``current_thread=False``.
+        """
+        if threading.get_ident() != self._deferred_thread:
+            raise SessionStateError("call_traced: this thread was not left to call_traced at start")
+        ctrl = self.session.register_current_thread().ctrl
+        with self._lock:
+            if not self.active:
+                raise SessionStateError("call_traced: tracing is stopped")
+            self._prepare(ctrl, 0)  # the documented base: the program's <module> is at depth 0
+        _set_profile(self.hook_address, id(ctrl))
+        try:
+            return function()
+        finally:
+            _set_profile(None, None)
+            if self.detail is not None and sys.gettrace() is ctrl:  # the detail variant's exception hook
+                sys.settrace(None)
 
     def _install_current(self, ctrl) -> None:
         # The next event on this thread is the RETURN of this very frame.
@@ -307,7 +339,7 @@ def _warm_up() -> None:
         set_profile_other_threads.compile("(int64, int64)")
 
 
-def _c_function_names(func) -> "tuple[str, str, str, str, int]":
+def _c_function_names(func) -> tuple[str, str, str, str, int]:
     """(name, qualname, module, file, line) of a builtin function or method."""
     name = getattr(func, "__name__", None) or "<builtin>"
     qualname = getattr(func, "__qualname__", None) or name
@@ -330,12 +362,14 @@ def _restore_profile(previous) -> None:
         sys.setprofile(previous)
 
 
-def start_tracing(session, c_calls: "bool | None" = None, ignore_threads=()) -> Tracer:
+def start_tracing(session, c_calls: bool | None = None, ignore_threads=(), current_thread: bool = True) -> Tracer:
     """Trace every Python function call of every thread into ``session``.
 
     ``c_calls``: also record calls of C functions (builtins), as their own
     function ids (default: the session's ``trace_c_calls`` option, else off).
     ``ignore_threads``: thread idents never to trace (the session's own threads).
+    ``current_thread=False``: the calling thread is traced only inside
+    ``call_traced(function)`` (``atf2 record``'s runner), other threads as usual.
     """
     global _active
     with _lock:
@@ -347,7 +381,7 @@ def start_tracing(session, c_calls: "bool | None" = None, ignore_threads=()) -> 
         tracer = Tracer(session, c_calls=c_calls, ignore_threads=ignored)
         _active = tracer
     try:
-        tracer.start()
+        tracer.start(current_thread=current_thread)
     except BaseException:
         with _lock:
             _active = None
@@ -356,7 +390,16 @@ def start_tracing(session, c_calls: "bool | None" = None, ignore_threads=()) -> 
     return tracer
 
 
-def stop_tracing() -> "Tracer | None":
+def call_traced(function):
+    """``function()``, traced on this thread if tracing was started here with
+    ``current_thread=False`` (see ``Tracer.call_traced``), else a plain call."""
+    tracer = _active
+    if tracer is None or tracer._deferred_thread != threading.get_ident():
+        return function()
+    return tracer.call_traced(function)
+
+
+def stop_tracing() -> Tracer | None:
     """Remove the hook from every thread; returns the stopped tracer (None if none was active)."""
     global _active
     with _lock:
@@ -466,7 +509,7 @@ def measure_event_cost_ns(events: int = 60000, repeat: int = 5) -> float:
     return max(0.0, (best_traced - best_plain) / (rounds * 2 * (depth + 1)))
 
 
-_unwind_probe: "bool | None" = None
+_unwind_probe: bool | None = None
 
 
 def exception_exits_reported() -> bool:

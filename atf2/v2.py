@@ -17,16 +17,16 @@ from .reader import (
 )
 
 __all__ = [
+    "INDEX_EVENT_DTYPE",
+    "MERGED_EVENT_DTYPE",
+    "NO_DETAIL",
     "AtfV2Error",
     "CorruptFileError",
     "DetailEvent",
     "DetailReader",
-    "INDEX_EVENT_DTYPE",
     "IndexEvent",
     "IndexReader",
     "ManifestError",
-    "MERGED_EVENT_DTYPE",
-    "NO_DETAIL",
     "SessionReader",
     "ThreadReader",
 ]

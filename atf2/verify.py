@@ -19,7 +19,7 @@ import mmap
 import os
 import re
 import zlib
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .errors import AtfV2Error
 from .kernels import verify as _kv
 from .kernels.decode import DETAIL_OK, scan_detail
 from .layout import (
+    DETAIL_EVENT_HEADER_DTYPE,
     DETAIL_EVENTS_OFFSET,
     DETAIL_FILE_NAME,
     DETAIL_FOOTER_DTYPE,
@@ -35,7 +36,6 @@ from .layout import (
     DETAIL_HEADER_DTYPE,
     DETAIL_HEADER_SIZE,
     DETAIL_MAGIC,
-    DETAIL_EVENT_HEADER_DTYPE,
     ENDIAN_LITTLE,
     FLAG_HAS_DETAIL_FILE,
     FORMAT_VERSION,
@@ -53,7 +53,7 @@ from .layout import (
 )
 from .manifest import STATUS_RECORDING, manifest_path, read_manifest
 
-__all__ = ["Problem", "verify_session", "probe_index", "probe_detail", "IndexProbe", "DetailProbe"]
+__all__ = ["DetailProbe", "IndexProbe", "Problem", "probe_detail", "probe_index", "verify_session"]
 
 _THREAD_DIR = re.compile(re.escape(THREAD_DIR_PREFIX) + r"(0|[1-9][0-9]{0,9})")
 _CRC_BLOCK = 1 << 24
@@ -63,7 +63,7 @@ class Problem(NamedTuple):
     """One finding: ``path`` and ``offset`` (None when the whole file is meant)."""
 
     path: str
-    offset: Optional[int]
+    offset: int | None
     message: str
 
     def __str__(self) -> str:
@@ -90,9 +90,9 @@ def crc32(buf: np.ndarray) -> int:
 class IndexProbe(NamedTuple):
     path: str
     buf: np.ndarray  #: the whole file
-    header: Optional[np.void]  #: None when the file is shorter than a header
-    footer: Optional[np.void]  #: None when no footer was found
-    footer_offset: Optional[int]
+    header: np.void | None  #: None when the file is shorter than a header
+    footer: np.void | None  #: None when no footer was found
+    footer_offset: int | None
     count: int  #: events on disk (the footer's count, or what the size holds)
     trailing: int  #: bytes after the last complete event (no footer) or after the footer
 
@@ -140,9 +140,9 @@ def probe_index(path: str) -> IndexProbe:
 class DetailProbe(NamedTuple):
     path: str
     buf: np.ndarray
-    header: Optional[np.void]
-    footer: Optional[np.void]
-    footer_offset: Optional[int]
+    header: np.void | None
+    footer: np.void | None
+    footer_offset: int | None
     offsets: np.ndarray  #: byte offset of each complete detail event
     events_end: int  #: end of the last complete event
     error: int  #: kernels.decode DETAIL_* code of a framing error, or DETAIL_OK
@@ -186,10 +186,10 @@ class _Report:
         self.problems: list[Problem] = []
         self.notes: list[Problem] = []
 
-    def add(self, path: str, offset: Optional[int], message: str) -> None:
+    def add(self, path: str, offset: int | None, message: str) -> None:
         self.problems.append(Problem(path, offset, message))
 
-    def note(self, path: str, offset: Optional[int], message: str) -> None:
+    def note(self, path: str, offset: int | None, message: str) -> None:
         self.notes.append(Problem(path, offset, message))
 
 
@@ -210,7 +210,7 @@ def _check_header_common(rep, path, header, dtype, magic, thread_id) -> bool:
     return True
 
 
-def _check_index(rep: _Report, probe: IndexProbe, thread_id: int, clock_type, detail: Optional[DetailProbe]) -> None:
+def _check_index(rep: _Report, probe: IndexProbe, thread_id: int, clock_type, detail: DetailProbe | None) -> None:
     path = probe.path
     if probe.header is None:
         rep.add(path, 0, f"file of {len(probe.buf)} bytes is shorter than the {INDEX_HEADER_SIZE}-byte header")
@@ -280,7 +280,7 @@ def _check_index(rep: _Report, probe: IndexProbe, thread_id: int, clock_type, de
             rep.add(path, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * first, f"event {first}: {message}{more}")
 
 
-def _check_detail(rep: _Report, probe: DetailProbe, thread_id: int, index: Optional[IndexProbe]) -> None:
+def _check_detail(rep: _Report, probe: DetailProbe, thread_id: int, index: IndexProbe | None) -> None:
     path = probe.path
     if probe.header is None:
         rep.add(path, 0, f"file of {len(probe.buf)} bytes is shorter than the {DETAIL_HEADER_SIZE}-byte header")
@@ -345,7 +345,7 @@ def _thread_dirs_on_disk(session_dir: str) -> set[int]:
     return found
 
 
-def verify_session(session_dir: "str | os.PathLike[str]", notes: "list | None" = None) -> list[Problem]:
+def verify_session(session_dir: str | os.PathLike[str], notes: list | None = None) -> list[Problem]:
     """Check a session directory; return every problem found (empty: all good).
 
     ``notes``, if given, receives findings that are not problems (a checksum

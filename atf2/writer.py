@@ -33,8 +33,9 @@ from __future__ import annotations
 import errno as _errno
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -72,7 +73,8 @@ from .layout import (
     host_arch,
     host_os,
 )
-from .manifest import check_thread_id, thread_dir as _thread_dir
+from .manifest import check_thread_id
+from .manifest import thread_dir as _thread_dir
 
 #: events per chunk of a batch (8 MiB of records): the pipelining grain
 CHUNK_EVENTS = 1 << 18
@@ -87,7 +89,7 @@ _EMPTY_I64 = np.empty(0, dtype=np.int64)
 _pwritev = os.pwritev
 _ftruncate = os.ftruncate
 
-_pool: Optional[ThreadPoolExecutor] = None
+_pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
@@ -127,11 +129,11 @@ class DetailBatch(NamedTuple):
     positions: np.ndarray
     payload: np.ndarray
     offsets: np.ndarray
-    event_type: Optional[np.ndarray] = None
-    flags: Optional[np.ndarray] = None
+    event_type: np.ndarray | None = None
+    flags: np.ndarray | None = None
 
     @classmethod
-    def from_payloads(cls, payloads: Sequence[Any], flags: Optional[Sequence[int]] = None) -> "DetailBatch":
+    def from_payloads(cls, payloads: Sequence[Any], flags: Sequence[int] | None = None) -> DetailBatch:
         """Build from a list aligned with the events: ``bytes`` (a detail) or None per event."""
         positions = [i for i, p in enumerate(payloads) if p is not None]
         parts = [bytes(payloads[i]) for i in positions]
@@ -239,7 +241,7 @@ class ThreadWriter:
     serialized by a lock); ``finalize`` is idempotent; ``close`` finalizes.
     """
 
-    def __init__(self, session_dir: "str | os.PathLike[str]", thread_id: int, clock_type: int = CLOCK_BOOTTIME, *, fsync: bool = False):
+    def __init__(self, session_dir: str | os.PathLike[str], thread_id: int, clock_type: int = CLOCK_BOOTTIME, *, fsync: bool = False):
         self._thread_id = check_thread_id(thread_id)
         if not (isinstance(clock_type, int) and 0 <= clock_type <= 0xFF):
             raise AtfV2Error(f"clock_type must be a u8 code, not {clock_type!r}")
@@ -264,8 +266,8 @@ class ThreadWriter:
         self._d_seq_first = 0
         self._d_seq_last = 0
         self._scratch: list = []
-        self._detail_fd: Optional[int] = None
-        self._summary: Optional[dict] = None
+        self._detail_fd: int | None = None
+        self._summary: dict | None = None
         self._closed = False
         # A failure here must not leave a file without a complete placeholder
         # header (a 0-byte index.atf made SessionReader refuse the whole
@@ -623,7 +625,7 @@ class ThreadWriter:
 
     # --------------------------------------------------------------- finishing
 
-    def finalize(self, fsync: Optional[bool] = None) -> dict:
+    def finalize(self, fsync: bool | None = None) -> dict:
         """Write footers and final headers; return a summary dict (idempotent).
 
         Summary keys: thread_id, index_events, detail_events, index_bytes,
@@ -690,7 +692,7 @@ class ThreadWriter:
                             pass
                 self._scratch = []
 
-    def __enter__(self) -> "ThreadWriter":
+    def __enter__(self) -> ThreadWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -27,7 +27,7 @@ def example_scripts() -> list:
     return sorted(p for p in HERE.iterdir() if SCRIPT_RE.match(p.name))
 
 
-def script_cells(path: "str | Path") -> list:
+def script_cells(path: str | Path) -> list:
     """``[(cell_type, source)]`` of a percent-format script ("code" or "markdown")."""
     lines = Path(path).read_text().splitlines()
     if not lines or not _MARKER_RE.match(lines[0]):
@@ -47,7 +47,7 @@ def script_cells(path: "str | Path") -> list:
     return [(kind, "\n".join(body).strip("\n")) for kind, body in cells]
 
 
-def notebook_for(path: "str | Path"):
+def notebook_for(path: str | Path):
     """An unexecuted notebook with the cells of ``path``."""
     import nbformat
 
@@ -61,7 +61,7 @@ def notebook_for(path: "str | Path"):
     return nb
 
 
-def execute(nb, cwd: "str | Path", timeout: int = 300):
+def execute(nb, cwd: str | Path, timeout: int = 300):
     """Run every cell of ``nb`` from a fresh ``python3`` kernel with ``cwd`` as working directory."""
     from nbclient import NotebookClient
 

@@ -75,7 +75,7 @@ def process_batch(text: str) -> dict:
     return {"count": len(items), "rejected": rejected, "top": items[0].sku if items else None, "value": sum(i.value() for i in items), "words": len(words)}
 
 
-def ingest(batches: int, size: int, out: "queue.Queue") -> None:
+def ingest(batches: int, size: int, out: queue.Queue) -> None:
     for b in range(batches):
         out.put(make_batch(b, size))
     out.put(None)
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     scale = args.scale * (0.1 if args.quick else 1.0)
     batches, size = max(2, int(240 * scale)), 400
 
-    pipe: "queue.Queue" = queue.Queue(maxsize=8)
+    pipe: queue.Queue = queue.Queue(maxsize=8)
     producer = threading.Thread(target=ingest, args=(batches, size, pipe), name="ingest")
     producer.start()
     futures = []

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
-import atf2.cli as cli
 from test_export import make_session
 from test_verify_recover import _killed_session, patch
+
+import atf2.cli as cli
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "reference-c-writer", "s2")
 

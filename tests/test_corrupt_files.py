@@ -199,9 +199,8 @@ def test_links_past_the_end(small_session):
     with atf2.DetailReader(q) as r:
         last = int(r.offsets[-1])
     patch(q, last + 8, "<I", 5000)  # last detail's index_seq
-    with atf2.ThreadReader(p.parent) as t:
-        with pytest.raises(CorruptFileError, match="index event 5000"):
-            t.get_index_for(t.detail.get(len(t.detail) - 1))
+    with atf2.ThreadReader(p.parent) as t, pytest.raises(CorruptFileError, match="index event 5000"):
+        t.get_index_for(t.detail.get(len(t.detail) - 1))
 
 
 def test_verify_catches_event_damage(small_session):
@@ -209,17 +208,15 @@ def test_verify_catches_event_damage(small_session):
     for offset, fmt, value, what in [(64 + 32 + 16, "<I", 7, "thread_id"), (64 + 32 + 20, "<I", 9, "event_kind"), (64 + 32, "<Q", 0, "back in time")]:
         original = p.read_bytes()
         patch(p, offset, fmt, value)
-        with atf2.IndexReader(p) as r:
-            with pytest.raises(CorruptFileError, match="CRC"):
-                r.verify()
+        with atf2.IndexReader(p) as r, pytest.raises(CorruptFileError, match="CRC"):
+            r.verify()
         data = bytearray(p.read_bytes())
         import zlib
 
         struct.pack_into("<I", data, len(data) - 60, zlib.crc32(bytes(data[64:-64])))
         p.write_bytes(bytes(data))
-        with atf2.IndexReader(p) as r:
-            with pytest.raises(CorruptFileError, match=what):
-                r.verify()
+        with atf2.IndexReader(p) as r, pytest.raises(CorruptFileError, match=what):
+            r.verify()
         p.write_bytes(original)
 
 

@@ -424,9 +424,8 @@ def test_emit_detail_in_off_mode_allocates_that_threads_lane_lazily(tmp_path):
         assert t0.detail.get(0).payload == b"first detail" and t0.detail.get(1).payload == b"batch"
         assert check_links(t0) == [1, 3]
         assert r.thread(1).detail is None and not (path / "thread_1" / "detail.atf").exists()
-    with atf2.trace_session(tmp_path / "strict", detail=False):
-        with pytest.raises(atf2.AtfV2Error, match="detail=False"):
-            atf2.emit("plain", EVENT_CALL, detail=b"x")
+    with atf2.trace_session(tmp_path / "strict", detail=False), pytest.raises(atf2.AtfV2Error, match="detail=False"):
+        atf2.emit("plain", EVENT_CALL, detail=b"x")
 
 
 MP_PROGRAM = """

@@ -3,8 +3,8 @@ written with ThreadWriter.write_encoded. Exactness against the separate kernels
 (index_ring_take, convert_ticks, encode_ring_records, zlib.crc32), and end to end."""
 
 import errno
-import threading
 import os
+import threading
 import zlib
 
 import numpy as np

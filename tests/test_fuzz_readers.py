@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -25,7 +24,13 @@ from hypothesis import strategies as st
 
 import atf2
 from atf2.errors import AtfV2Error
-from atf2.layout import DETAIL_FUNCTION_CALL, DETAIL_FUNCTION_RETURN, DETAIL_PAYLOAD_VERSION, INDEX_EVENT_DTYPE, NO_DETAIL
+from atf2.layout import (
+    DETAIL_FUNCTION_CALL,
+    DETAIL_FUNCTION_RETURN,
+    DETAIL_PAYLOAD_VERSION,
+    INDEX_EVENT_DTYPE,
+    NO_DETAIL,
+)
 from atf2.payload import PayloadEncoder
 from atf2.writer import DetailBatch
 

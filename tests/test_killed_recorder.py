@@ -6,7 +6,6 @@ before the kill must be in the trace), `atf2 verify` explains the state,
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -143,6 +142,6 @@ def test_verify_explains_then_recover_makes_it_whole(killed):
             assert r.event_count() == killed["events_before_recovery"]
         for t in r.threads:
             t.verify()  # footers with CRCs written by recovery
-            assert t.index.footer is not None and t.index.footer["checksum"] != 0 or len(t.index) == 0
+            assert (t.index.footer is not None and t.index.footer["checksum"] != 0) or len(t.index) == 0
     again = cli("recover", d)  # idempotent
     assert again.returncode == 0

@@ -2,7 +2,6 @@
 (not with the project's writer), and on sessions written by it."""
 
 import json
-import mmap
 import os
 import struct
 import zlib
@@ -472,7 +471,8 @@ def test_manifest_roundtrip_atomic(tmp_path):
 def test_top_level_and_v2_name_the_same_objects():
     for name in ("SessionReader", "ThreadReader", "IndexReader", "DetailReader", "IndexEvent", "DetailEvent", "AtfV2Error", "INDEX_EVENT_DTYPE", "MERGED_EVENT_DTYPE"):
         assert getattr(atf2, name) is getattr(atf2.v2, name), name
-    from atf2.v2 import AtfV2Error as E, SessionReader as S  # noqa: F401
+    from atf2.v2 import AtfV2Error as E
+    from atf2.v2 import SessionReader as S
 
     assert S is atf2.SessionReader and E is atf2.AtfV2Error
     assert atf2.ThreadWriter is atf2.writer.ThreadWriter and atf2.DetailBatch is atf2.writer.DetailBatch

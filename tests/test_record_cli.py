@@ -113,7 +113,7 @@ def test_module_runs_like_python_m(program, tmp_path):
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_multiprocessing_children_get_their_own_sessions(program, tmp_path, method):
-    parent = tmp_path / "session_x" / f"pid_parent"
+    parent = tmp_path / "session_x" / "pid_parent"
     rec = run(["-m", "atf2", "record", "-q", "-o", str(parent), "mp_prog.py", method], program)
     assert rec.returncode == 0, rec.stderr
     assert rec.stdout == "child exit 0\n"

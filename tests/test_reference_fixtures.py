@@ -12,13 +12,12 @@ import os
 
 import numpy as np
 import pytest
+from conftest import REFERENCE_DIR
 
 import atf2
 import atf2.v2
 from atf2.kernels.fnv import fnv1a64
 from atf2.writer import DetailBatch
-
-from conftest import REFERENCE_DIR
 
 SESSIONS = ["s1", "s2"]
 MASK = (1 << 64) - 1

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 
-
 import atf2
 from atf2.reader import SessionReader
 

@@ -34,12 +34,11 @@ def parse_index(path):
     data = open(path, "rb").read()
     h = IDX_HEADER.unpack_from(data, 0)
     header = dict(zip(
-        "magic endian version arch os flags thread_id clock_type reserved0 reserved1 event_size event_count "
-        "events_offset footer_offset time_start_ns time_end_ns".split(), h))
+        ["magic", "endian", "version", "arch", "os", "flags", "thread_id", "clock_type", "reserved0", "reserved1", "event_size", "event_count", "events_offset", "footer_offset", "time_start_ns", "time_end_ns"], h))
     n = (len(data) - 128) // 32
     events = [IDX_EVENT.unpack_from(data, 64 + 32 * i) for i in range(n)]
     f = IDX_FOOTER.unpack_from(data, len(data) - 64)
-    footer = dict(zip("magic checksum event_count time_start_ns time_end_ns bytes_written reserved".split(), f))
+    footer = dict(zip(["magic", "checksum", "event_count", "time_start_ns", "time_end_ns", "bytes_written", "reserved"], f))
     return data, header, events, footer
 
 
@@ -47,8 +46,7 @@ def parse_detail(path):
     data = open(path, "rb").read()
     h = DET_HEADER.unpack_from(data, 0)
     header = dict(zip(
-        "magic endian version arch os flags thread_id reserved0 events_offset event_count bytes_length "
-        "index_seq_start index_seq_end reserved1".split(), h))
+        ["magic", "endian", "version", "arch", "os", "flags", "thread_id", "reserved0", "events_offset", "event_count", "bytes_length", "index_seq_start", "index_seq_end", "reserved1"], h))
     events = []
     pos = 64
     while pos < len(data) - 64:
@@ -57,7 +55,7 @@ def parse_detail(path):
         pos += total
     assert pos == len(data) - 64
     f = DET_FOOTER.unpack_from(data, pos)
-    footer = dict(zip("magic checksum event_count bytes_length time_start_ns time_end_ns reserved".split(), f))
+    footer = dict(zip(["magic", "checksum", "event_count", "bytes_length", "time_start_ns", "time_end_ns", "reserved"], f))
     return data, header, events, footer
 
 

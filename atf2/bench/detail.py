@@ -75,7 +75,7 @@ def _untraced(records: int) -> float:
     return _clock() - t0
 
 
-def _ours(records: int, mode: str) -> "tuple[float, int]":
+def _ours(records: int, mode: str) -> tuple[float, int]:
     from ..flight import FlightOptions
     from ..session import trace_session_start, trace_session_stop
 
@@ -96,7 +96,7 @@ def _ours(records: int, mode: str) -> "tuple[float, int]":
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _viztracer(records: int) -> "tuple[float, int] | None":
+def _viztracer(records: int) -> tuple[float, int] | None:
     try:
         from viztracer import VizTracer
     except ImportError:

@@ -218,7 +218,7 @@ def bench_merge(directory: str, threads: int, per_thread: int, reps: int) -> dic
     }
 
 
-def run(quick: bool = False, events: "int | None" = None) -> list:
+def run(quick: bool = False, events: int | None = None) -> list:
     """All figures; ``events`` overrides the size (10M, or 500k when ``quick``)."""
     n = events or (500_000 if quick else 10_000_000)
     batch = min(1_000_000, n)

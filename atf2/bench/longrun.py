@@ -96,7 +96,7 @@ def _raw_write_rate(directory: str, nbytes: int) -> float:
     return nbytes / INDEX_EVENT_SIZE / elapsed
 
 
-def longrun(events: int, producers: int = 2, directory: "str | None" = None) -> dict:
+def longrun(events: int, producers: int = 2, directory: str | None = None) -> dict:
     """Stream ``events`` events (split over ``producers`` threads) into one session; return the figures."""
     import atf2
     from atf2.reader import IndexReader
@@ -184,7 +184,7 @@ def longrun(events: int, producers: int = 2, directory: "str | None" = None) -> 
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run(quick: bool = False, events: "int | None" = None, producers: int = 2, directory: "str | None" = None) -> list:
+def run(quick: bool = False, events: int | None = None, producers: int = 2, directory: str | None = None) -> list:
     n = events if events is not None else (QUICK_EVENTS if quick else DEFAULT_EVENTS)
     r = longrun(n, producers, directory)
     growth = r["rss_end_mib"] - r["rss_tenth_mib"]
@@ -206,7 +206,7 @@ def run(quick: bool = False, events: "int | None" = None, producers: int = 2, di
     ]
 
 
-def main(argv: "list[str] | None" = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m atf2.bench.longrun", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"{QUICK_EVENTS:,} events instead of {DEFAULT_EVENTS:,}")
     p.add_argument("--events", type=int, help="events in the session")

@@ -94,7 +94,7 @@ def run_floor(fn) -> float:
         threading.setprofile(None)
 
 
-def run_ours(fn, session) -> "tuple[float, int, int]":
+def run_ours(fn, session) -> tuple[float, int, int]:
     """(seconds, events recorded, drops) of one traced run inside ``session``."""
     from atf2 import tracer
 
@@ -150,7 +150,7 @@ def _pending(session) -> bool:
     return any(ch.ctrl[CTRL_INDEX_READ_POS] < ch.ctrl[CTRL_INDEX_WRITE_POS] for ch in session._snapshot())
 
 
-def run_viztracer(fn, entries: int) -> "float | None":
+def run_viztracer(fn, entries: int) -> float | None:
     try:
         from viztracer import VizTracer
     except ImportError:
@@ -283,10 +283,10 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
 
 def run(
     quick: bool = False,
-    reps: "int | None" = None,
-    only: "tuple[str, ...]" = (),
-    target_s: "float | None" = None,
-) -> "list[dict]":
+    reps: int | None = None,
+    only: tuple[str, ...] = (),
+    target_s: float | None = None,
+) -> list[dict]:
     workloads = load_workloads()
     reps = reps or (3 if quick else 15)
     n = 800 if quick else 3000

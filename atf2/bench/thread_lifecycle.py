@@ -68,7 +68,7 @@ def measure(reps: int, threads: int, records: int) -> dict:
     return out
 
 
-def run(quick: bool = False, reps: "int | None" = None, threads: int = 4) -> "list[dict]":
+def run(quick: bool = False, reps: int | None = None, threads: int = 4) -> list[dict]:
     m = measure(reps or (10 if quick else 40), threads, records=10)
     viz = m.get("viz_ms_per_thread")
     return [

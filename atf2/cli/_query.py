@@ -8,7 +8,8 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import AtfV2Error
 
@@ -81,7 +82,7 @@ def guarded(name: str) -> Callable:
                 raise
             except OSError as exc:
                 raise AtfV2Error(exc.strerror or str(exc), exc.filename) from None
-            except Exception as exc:  # noqa: BLE001 - the CLI promise: no tracebacks
+            except Exception as exc:
                 if os.environ.get(DEBUG_ENV):
                     raise
                 print(f"atf2 {name}: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)", file=sys.stderr)

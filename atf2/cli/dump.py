@@ -19,7 +19,7 @@ HEX_PREVIEW = 32
 _ARROWS = {1: "->", 2: "<-", 3: "<!"}
 
 
-def _ns_arg(text: str) -> "tuple[bool, int]":
+def _ns_arg(text: str) -> tuple[bool, int]:
     """NS, or +NS relative to the session's first event."""
     relative = text.startswith("+")
     try:

@@ -18,10 +18,9 @@ import os
 import sys
 import time
 
+from .. import detail as _detail  # issue 5: detail modes
 from ..errors import AtfV2Error
 
-
-from .. import detail as _detail  # issue 5: detail modes
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -43,7 +42,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def default_session_dir(now: "time.struct_time | None" = None) -> str:
+def default_session_dir(now: time.struct_time | None = None) -> str:
     stamp = time.strftime("%Y%m%d_%H%M%S", now or time.localtime())
     return os.path.join("atf2_traces", f"session_{stamp}", f"pid_{os.getpid()}")
 
@@ -73,7 +72,8 @@ def run(args) -> int:
     if not args.no_children:
         # issue 5: children record with the same detail options
         runner.enable_child_tracing(os.path.dirname(session_dir), args.c_calls, _detail.record_session_options(args))
-    runner.start_recording(session_dir, args.c_calls, session_options)
+    # The main thread is traced only inside the program's code (run_script/run_module).
+    runner.start_recording(session_dir, args.c_calls, session_options, current_thread=False)
     t0 = time.perf_counter()
     try:
         if script is not None:
@@ -113,7 +113,7 @@ def _print_summary(session_dir: str, stats, elapsed: float, tracer) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
-def _children_dirs(session_dir: str) -> "list[str]":
+def _children_dirs(session_dir: str) -> list[str]:
     parent = os.path.dirname(session_dir)
     mine = os.path.basename(session_dir)
     try:

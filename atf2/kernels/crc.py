@@ -171,8 +171,8 @@ def _kernel_usable() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     try:
-        from numba.core import config
         import llvmlite.binding as llvm
+        from numba.core import config
 
         if config.CPU_NAME not in (None, "host"):
             return False  # compiling for another CPU: it may lack PCLMULQDQ

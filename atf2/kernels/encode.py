@@ -20,7 +20,6 @@ from ..layout import (
     OFF_DETAIL_TIMESTAMP,
     OFF_DETAIL_TOTAL_LENGTH,
 )
-
 from .crc import _K1, _K2, _M32, _fold, _load, fold_finish, table_bytes
 
 _NO_DETAIL = np.uint32(NO_DETAIL)

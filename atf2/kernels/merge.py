@@ -197,7 +197,7 @@ def merge_chunk(addrs, lens, heads, out):
     return _merge_blocks(addrs, lens, heads, out)
 
 
-def merge_inputs(arrays) -> "tuple[np.ndarray, np.ndarray]":
+def merge_inputs(arrays) -> tuple[np.ndarray, np.ndarray]:
     """(addrs, lens) of a list of INDEX_EVENT_DTYPE arrays, for ``merge_chunk``.
 
     The caller keeps ``arrays`` referenced while the kernel runs.

@@ -33,7 +33,6 @@ from numba.extending import intrinsic
 from ..clock import interpolate, locate_segment, ticks
 from ..layout import (
     CTRL_DETAIL_ACTIVE_END,
-    CTRL_ENABLED,
     CTRL_DETAIL_ACTIVE_RING,
     CTRL_DETAIL_DROPS,
     CTRL_DETAIL_HIGH_WATER,
@@ -44,6 +43,7 @@ from ..layout import (
     CTRL_DETAIL_RINGS_SUBMITTED,
     CTRL_DETAIL_ROW_DELTA,
     CTRL_DETAIL_WRITE_POS,
+    CTRL_ENABLED,
     CTRL_INDEX_ACTIVE_END,
     CTRL_INDEX_ACTIVE_RING,
     CTRL_INDEX_DROPS,
@@ -71,7 +71,8 @@ from ..layout import (
     WM_HIGH,
     WM_NORMAL,
 )
-from .crc import _K1, _K2, _M32 as _CRC_M32, _load, fold_finish, table_bytes
+from .crc import _K1, _K2, _load, fold_finish, table_bytes
+from .crc import _M32 as _CRC_M32
 
 _U64 = ir.IntType(64)
 

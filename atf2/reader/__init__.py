@@ -13,11 +13,11 @@ from .session import MERGED_EVENT_DTYPE, SessionReader, Symbol
 from .thread import ThreadReader
 
 __all__ = [
+    "MERGED_EVENT_DTYPE",
     "DetailEvent",
     "DetailReader",
     "IndexEvent",
     "IndexReader",
-    "MERGED_EVENT_DTYPE",
     "SessionReader",
     "Symbol",
     "ThreadReader",

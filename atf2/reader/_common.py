@@ -6,7 +6,7 @@ import mmap
 import os
 import stat
 import struct
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def record_dict(record: Any) -> dict:
 class MappedFile:
     """A read-only memory map of a whole file, with its size and a uint8 view."""
 
-    def __init__(self, path: "str | os.PathLike[str]", min_size: int, what: str):
+    def __init__(self, path: str | os.PathLike[str], min_size: int, what: str):
         self.path = os.fspath(path)
         try:
             # O_NONBLOCK: opening a FIFO planted in a session must not block (it is refused below)
@@ -107,7 +107,7 @@ class HeaderFooterMixin:
         return record_dict(self._header)
 
     @property
-    def footer(self) -> Optional[dict]:
+    def footer(self) -> dict | None:
         return None if self._footer is None else record_dict(self._footer)
 
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Any, Iterator, NamedTuple, Optional
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class DetailEvent(NamedTuple):
         return decode(self.payload, self.flags, symbols if symbols is not None else getattr(self, "symbols", None))
 
     @property
-    def args(self) -> Optional[list]:
+    def args(self) -> list | None:
         """CALL: [(parameter name or None, value)] of the first arguments."""
         d = self.decoded()
         return None if d is None else d.args
@@ -78,13 +79,13 @@ class DetailEvent(NamedTuple):
         return None if d is None else d.return_value
 
     @property
-    def exception(self) -> Optional[tuple]:
+    def exception(self) -> tuple | None:
         """EXCEPTION: (type name, message)."""
         d = self.decoded()
         return None if d is None else d.exception
 
     @property
-    def stack(self) -> Optional[list]:
+    def stack(self) -> list | None:
         """Function ids of the callers, innermost first."""
         d = self.decoded()
         return None if d is None else d.stack
@@ -128,7 +129,7 @@ class DetailReader(HeaderFooterMixin):
     #: issue 5: symbols (SymbolTable or {function_id: symbol}) that events read here use for argument names
     symbols: Any = None
 
-    def __init__(self, path: "str | os.PathLike[str]"):
+    def __init__(self, path: str | os.PathLike[str]):
         self._file = MappedFile(path, DETAIL_HEADER_SIZE, "detail file")
         self.path = self._file.path
         try:
@@ -196,7 +197,7 @@ class DetailReader(HeaderFooterMixin):
         """Bytes in the events section that were read."""
         return self._end - DETAIL_EVENTS_OFFSET
 
-    def time_range(self) -> "tuple[int, int]":
+    def time_range(self) -> tuple[int, int]:
         if self._footer is not None:
             return int(self._footer["time_start_ns"]), int(self._footer["time_end_ns"])
         if self._n == 0:
@@ -252,7 +253,7 @@ class DetailReader(HeaderFooterMixin):
             return pos
         return -1
 
-    def get_by_index_seq(self, index_seq: int) -> Optional[DetailEvent]:
+    def get_by_index_seq(self, index_seq: int) -> DetailEvent | None:
         """The detail event paired with index event ``index_seq``, or None (O(log n))."""
         pos = self.position_of_index_seq(index_seq)
         return None if pos < 0 else self.get(pos)
@@ -303,7 +304,7 @@ class DetailReader(HeaderFooterMixin):
     def closed(self) -> bool:
         return self._file.map is None
 
-    def __enter__(self) -> "DetailReader":
+    def __enter__(self) -> DetailReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Any, Iterator, NamedTuple, Optional
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class VerifyResult(NamedTuple):
 
     path: str
     crc: str
-    recorded: Optional[int]
+    recorded: int | None
     computed: int
     events: int
 
@@ -98,7 +99,7 @@ class IndexReader(HeaderFooterMixin):
     its last complete record; ``recovered`` is then True and ``footer`` None.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]"):
+    def __init__(self, path: str | os.PathLike[str]):
         self._file = MappedFile(path, INDEX_HEADER_SIZE, "index file")
         self.path = self._file.path
         try:
@@ -156,7 +157,7 @@ class IndexReader(HeaderFooterMixin):
         self._check_open()
         return self._events
 
-    def time_range(self) -> "tuple[int, int]":
+    def time_range(self) -> tuple[int, int]:
         """(first, last) timestamp; (0, 0) for an empty file."""
         if self._footer is not None:
             return int(self._footer["time_start_ns"]), int(self._footer["time_end_ns"])
@@ -269,7 +270,7 @@ class IndexReader(HeaderFooterMixin):
     def closed(self) -> bool:
         return self._file.map is None
 
-    def __enter__(self) -> "IndexReader":
+    def __enter__(self) -> IndexReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

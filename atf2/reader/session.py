@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, NamedTuple, Optional
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,11 +31,11 @@ class Symbol(NamedTuple):
     """What the manifest says about a function id."""
 
     function_id: int
-    module: Optional[str]
-    name: Optional[str]
-    qualname: Optional[str]
-    file: Optional[str]
-    line: Optional[int]
+    module: str | None
+    name: str | None
+    qualname: str | None
+    file: str | None
+    line: int | None
 
 
 class SessionReader:
@@ -46,7 +47,7 @@ class SessionReader:
     record; ``recovered`` then says so.
     """
 
-    def __init__(self, session_dir: "str | os.PathLike[str]"):
+    def __init__(self, session_dir: str | os.PathLike[str]):
         self.session_dir = os.fspath(session_dir)
         self.manifest = read_manifest(self.session_dir)
         entries = sorted(self.manifest["threads"], key=lambda t: t["id"])
@@ -66,7 +67,7 @@ class SessionReader:
         except BaseException:
             self.close()
             raise
-        self._symbols: Optional[dict] = None
+        self._symbols: dict | None = None
 
     # ----------------------------------------------------------------- metadata
 
@@ -95,7 +96,7 @@ class SessionReader:
         raise KeyError(thread_id)
 
     @property
-    def clock_type(self) -> Optional[int]:
+    def clock_type(self) -> int | None:
         if "clock_type" in self.manifest:
             return self.manifest["clock_type"]
         return self.threads[0].index.clock_type if self.threads else None
@@ -103,7 +104,7 @@ class SessionReader:
     def event_count(self) -> int:
         return sum(len(t.index) for t in self.threads)
 
-    def time_range(self) -> "tuple[int, int]":
+    def time_range(self) -> tuple[int, int]:
         """(first, last) timestamp over all non-empty threads; (0, 0) if none."""
         ranges = [t.time_range() for t in self.threads if len(t.index)]
         if not ranges:
@@ -126,7 +127,7 @@ class SessionReader:
             self._symbols = table
         return self._symbols
 
-    def symbol(self, function_id: int) -> Optional[Symbol]:
+    def symbol(self, function_id: int) -> Symbol | None:
         """The manifest's entry for ``function_id``, or None."""
         return self._symbol_table().get(int(function_id))
 
@@ -139,12 +140,12 @@ class SessionReader:
 
     # -------------------------------------------------------------------- merge
 
-    def _merge_inputs(self) -> "tuple[list, np.ndarray, np.ndarray]":
+    def _merge_inputs(self) -> tuple[list, np.ndarray, np.ndarray]:
         arrays = [t.index.events for t in self.threads]  # kept referenced while the kernel reads them
         addrs, lens = merge_inputs(arrays)
         return arrays, addrs, lens
 
-    def merged(self, chunk_size: Optional[int] = None) -> Any:
+    def merged(self, chunk_size: int | None = None) -> Any:
         """Every event of every thread in global order (timestamp, thread, index_seq).
 
         Without ``chunk_size``: one ``MERGED_EVENT_DTYPE`` array. With it: an
@@ -177,7 +178,7 @@ class SessionReader:
             remaining -= n
             yield out[:n]
 
-    def merged_iter(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator["tuple[int, IndexEvent]"]:
+    def merged_iter(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, IndexEvent]]:
         """``(thread_index, IndexEvent)`` for every event, in global order."""
         for chunk in self._merged_chunks(chunk_size):
             for row in chunk.tolist():
@@ -201,7 +202,7 @@ class SessionReader:
 
         return intervals(self, **kw)
 
-    def export_chrome(self, path: "str | os.PathLike[str]", **kw: Any) -> Any:
+    def export_chrome(self, path: str | os.PathLike[str], **kw: Any) -> Any:
         from ..export import export_chrome
 
         return export_chrome(self, path, **kw)
@@ -212,7 +213,7 @@ class SessionReader:
         for t in self.threads:
             t.close()
 
-    def __enter__(self) -> "SessionReader":
+    def __enter__(self) -> SessionReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import CorruptFileError, DanglingLinkError
 from ..layout import DETAIL_FILE_NAME, INDEX_FILE_NAME, NO_DETAIL
@@ -26,10 +26,10 @@ class ThreadReader:
     file headers must carry it.
     """
 
-    def __init__(self, thread_dir: "str | os.PathLike[str]", thread_id: Optional[int] = None):
+    def __init__(self, thread_dir: str | os.PathLike[str], thread_id: int | None = None):
         self.thread_dir = os.fspath(thread_dir)
         self.index = IndexReader(os.path.join(self.thread_dir, INDEX_FILE_NAME))
-        self.detail: Optional[DetailReader] = None
+        self.detail: DetailReader | None = None
         try:
             expected = self.index.thread_id if thread_id is None else int(thread_id)
             if self.index.thread_id != expected:
@@ -70,10 +70,10 @@ class ThreadReader:
     def detail_count(self) -> int:
         return 0 if self.detail is None else len(self.detail)
 
-    def time_range(self) -> "tuple[int, int]":
+    def time_range(self) -> tuple[int, int]:
         return self.index.time_range()
 
-    def get_detail_for(self, index_event: Any) -> Optional[DetailEvent]:
+    def get_detail_for(self, index_event: Any) -> DetailEvent | None:
         """The detail event an index event links to (``detail_seq``), or None (O(1)).
 
         Raises ``DanglingLinkError`` when the link points at nothing.
@@ -111,7 +111,7 @@ class ThreadReader:
             self.detail.close()
         self.index.close()
 
-    def __enter__(self) -> "ThreadReader":
+    def __enter__(self) -> ThreadReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
