@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_export import make_session
@@ -91,7 +92,7 @@ def test_export(capsys, session, tmp_path):
     out_path = tmp_path / "t.json"
     status, out, _ = run(capsys, "export", session, "--format", "chrome", "-o", out_path, "--no-progress")
     assert status == 0 and "7 slices" in out
-    doc = json.load(open(out_path))
+    doc = json.loads(Path(out_path).read_text())
     assert sum(e["ph"] == "X" for e in doc["traceEvents"]) == 7
     status, out, _ = run(capsys, "export", session, "-o", out_path, "--json")
     assert json.loads(out)["intervals"] == 7

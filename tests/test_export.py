@@ -3,6 +3,7 @@
 import json
 import os
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,7 +143,7 @@ def test_export_absolute_times_threads_and_chunking(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     export_chrome(root, a, relative=False)
     export_chrome(root, b, relative=False, chunk_size=2)
-    assert open(a).read() == open(b).read()
+    assert Path(a).read_text() == Path(b).read_text()
     doc = load(a)
     ts = sorted(e["ts"] for e in doc["traceEvents"] if e["ph"] == "X")
     assert ts[0] == Decimal(1_000_000_001) / 1000

@@ -9,6 +9,7 @@ computed, may differ).
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,8 +157,8 @@ def test_our_writer_reproduces_their_bytes(name, tmp_path):
                     w.write_events(events[half:])
                 else:
                     w.write_events(events, details)
-            ours = open(w.index_path, "rb").read()
-            theirs = open(t.index.path, "rb").read()
+            ours = Path(w.index_path).read_bytes()
+            theirs = Path(t.index.path).read_bytes()
             if (atf2.layout.host_arch(), atf2.layout.host_os()) == (theirs[6], theirs[7]):
                 assert ours[:64] == theirs[:64]
             else:
@@ -165,8 +166,8 @@ def test_our_writer_reproduces_their_bytes(name, tmp_path):
             assert ours[64:-64] == theirs[64:-64]
             assert ours[-64:-60] == theirs[-64:-60] and ours[-56:] == theirs[-56:]  # all but the CRC
             if t.detail is not None:
-                ours = open(w.detail_path, "rb").read()
-                theirs = open(t.detail.path, "rb").read()
+                ours = Path(w.detail_path).read_bytes()
+                theirs = Path(t.detail.path).read_bytes()
                 assert ours[8:64] == theirs[8:64]
                 assert ours[64:-64] == theirs[64:-64]
                 assert ours[-64:-60] == theirs[-64:-60] and ours[-56:] == theirs[-56:]

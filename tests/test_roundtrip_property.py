@@ -2,6 +2,7 @@
 
 import tempfile
 import zlib
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -104,7 +105,7 @@ def test_session_round_trip(spec, t0, chunk):
                             assert d_ev == exp_det[e[5]] and t.get_index_for(d_ev) == atf2.IndexEvent(*e)
                 v = t.verify()
                 assert v["index"].crc == "ok" and (not exp_det or v["detail"].crc == "ok")
-                raw = open(t.index.path, "rb").read()
+                raw = Path(t.index.path).read_bytes()
                 assert t.index.footer["checksum"] == zlib.crc32(raw[64:-64])
                 if exp_idx:
                     assert t.time_range() == (exp_idx[0][0], exp_idx[-1][0])

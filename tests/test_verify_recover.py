@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,7 +148,7 @@ DAMAGE = {
         "not listed in the manifest", "thread_7", None,
     ),
     "missing index": (lambda r: os.unlink(_index(r, 1)), "missing", "thread_1", None),
-    "manifest not json": (lambda r: open(os.path.join(r, "manifest.json"), "w").write("{"), "not valid JSON", "manifest", None),
+    "manifest not json": (lambda r: Path(os.path.join(r, "manifest.json")).write_text("{"), "not valid JSON", "manifest", None),
 }
 
 
@@ -197,7 +198,7 @@ def test_recover_killed_session(tmp_path):
     before = verify_session(root)
     assert any("no footer" in p.message for p in before)
     assert any("recording" in p.message for p in before)
-    d_before = open(_detail(root), "rb").read()
+    d_before = Path(_detail(root)).read_bytes()
 
     report = recover_session(root)
     assert report["changed"] and report["status"] == "recovered"
@@ -208,24 +209,24 @@ def test_recover_killed_session(tmp_path):
     t0 = {t["id"]: t for t in m["threads"]}[0]
     assert t0["index_events"] == 37 and t0["has_detail"] and t0["detail_events"] == 13
     # every complete index event is unchanged; the partial one is kept aside
-    index = open(_index(root), "rb").read()
+    index = Path(_index(root)).read_bytes()
     assert index[64 : 64 + 32 * 37] == kept_index[64:]
-    assert open(_index(root) + ".partial", "rb").read() == b"\xab" * 20
+    assert Path(_index(root) + ".partial").read_bytes() == b"\xab" * 20
     # detail: the event of index 39 (gone) and the partial bytes are kept aside
-    detail = open(_detail(root), "rb").read()
-    aside = open(_detail(root) + ".partial", "rb").read()
+    detail = Path(_detail(root)).read_bytes()
+    aside = Path(_detail(root) + ".partial").read_bytes()
     cut = len(detail) - 64
     assert detail[:64] != d_before[:64]  # header rewritten with counts
     assert detail[64:cut] + aside == d_before[64:]
     assert aside.endswith(b"\x40\x00\x00\x00\x03\x00") and len(aside) > 64 + 6  # event of index 38, old footer
-    log = json.load(open(os.path.join(root, "thread_0", "recovered.json")))
+    log = json.loads(Path(os.path.join(root, "thread_0", "recovered.json")).read_text())
     assert {e["file"] for e in log[0]["moved_aside"]} == {"index.atf", "detail.atf"}
 
     # idempotent: nothing changes the second time
-    snapshot = {p: open(p, "rb").read() for p in (_index(root), _detail(root), os.path.join(root, "manifest.json"))}
+    snapshot = {p: Path(p).read_bytes() for p in (_index(root), _detail(root), os.path.join(root, "manifest.json"))}
     again = recover_session(root)
     assert not again["changed"]
-    assert snapshot == {p: open(p, "rb").read() for p in snapshot}
+    assert snapshot == {p: Path(p).read_bytes() for p in snapshot}
     assert not os.path.exists(_index(root) + ".partial.1")
 
 
@@ -252,29 +253,29 @@ def test_recover_complete_session_is_a_no_op(tmp_path):
     root, _ = make_session(tmp_path / "s")
     copy = shutil.copytree(os.path.join(FIXTURES, "s2"), tmp_path / "s2")
     for r in (root, str(copy)):
-        files = {os.path.join(d, f): open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(r) for f in fs}
+        files = {os.path.join(d, f): Path(os.path.join(d, f)).read_bytes() for d, _, fs in os.walk(r) for f in fs}
         assert recover_session(r)["changed"] is False
-        assert files == {os.path.join(d, f): open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(r) for f in fs}
+        assert files == {os.path.join(d, f): Path(os.path.join(d, f)).read_bytes() for d, _, fs in os.walk(r) for f in fs}
 
 
 def test_recover_refuses_corruption_without_touching_anything(tmp_path):
     root, _ = make_session(tmp_path / "s", status="recording")
     patch(_index(root, 1), 0, b"JUNK")
-    before = open(_index(root, 0), "rb").read()
+    before = Path(_index(root, 0)).read_bytes()
     with pytest.raises(atf2.CorruptFileError) as info:
         recover_session(root)
     assert "thread_1" in str(info.value) and "byte 0" in str(info.value)
-    assert open(_index(root, 0), "rb").read() == before
+    assert Path(_index(root, 0)).read_bytes() == before
     assert read_manifest(root)["status"] == "recording"
 
 
 def test_recover_rebuilds_unreadable_manifest(tmp_path):
     root, _ = make_session(tmp_path / "s")
-    open(os.path.join(root, "manifest.json"), "w").write("{broken")
+    Path(os.path.join(root, "manifest.json")).write_text("{broken")
     recover_session(root)
     m = read_manifest(root)
     assert m["status"] == "recovered" and [t["id"] for t in m["threads"]] == [0, 1]
-    assert open(os.path.join(root, "manifest.json.partial")).read() == "{broken"
+    assert Path(os.path.join(root, "manifest.json.partial")).read_text() == "{broken"
     assert verify_session(root) == []
 
 
@@ -289,10 +290,10 @@ def test_recover_abandoned_writer_and_read_back(tmp_path):
         w._closed = True
     problems = verify_session(root)
     assert any("header event_count 0, footer says 40" in p.message for p in problems), messages(problems)
-    before = open(_index(root), "rb").read()
+    before = Path(_index(root)).read_bytes()
     recover_session(root)
     assert verify_session(root) == []
-    after = open(_index(root), "rb").read()
+    after = Path(_index(root)).read_bytes()
     assert after[64:] == before[64:] and len(after) == len(before)  # only the header changed
     assert not os.path.exists(_index(root) + ".partial")
     with atf2.SessionReader(root) as reader:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,22 +32,31 @@ assert (DET_HEADER.size, DET_EVENT.size, DET_FOOTER.size) == (64, 24, 64)
 
 
 def parse_index(path):
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     h = IDX_HEADER.unpack_from(data, 0)
     header = dict(zip(
-        ["magic", "endian", "version", "arch", "os", "flags", "thread_id", "clock_type", "reserved0", "reserved1", "event_size", "event_count", "events_offset", "footer_offset", "time_start_ns", "time_end_ns"], h))
+        [
+            "magic", "endian", "version", "arch", "os", "flags", "thread_id", "clock_type",
+            "reserved0", "reserved1", "event_size", "event_count", "events_offset",
+            "footer_offset", "time_start_ns", "time_end_ns",
+        ], h, strict=True))
     n = (len(data) - 128) // 32
     events = [IDX_EVENT.unpack_from(data, 64 + 32 * i) for i in range(n)]
     f = IDX_FOOTER.unpack_from(data, len(data) - 64)
-    footer = dict(zip(["magic", "checksum", "event_count", "time_start_ns", "time_end_ns", "bytes_written", "reserved"], f))
+    footer = dict(zip(
+        ["magic", "checksum", "event_count", "time_start_ns", "time_end_ns", "bytes_written", "reserved"], f, strict=True))
     return data, header, events, footer
 
 
 def parse_detail(path):
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     h = DET_HEADER.unpack_from(data, 0)
     header = dict(zip(
-        ["magic", "endian", "version", "arch", "os", "flags", "thread_id", "reserved0", "events_offset", "event_count", "bytes_length", "index_seq_start", "index_seq_end", "reserved1"], h))
+        [
+            "magic", "endian", "version", "arch", "os", "flags", "thread_id", "reserved0",
+            "events_offset", "event_count", "bytes_length", "index_seq_start", "index_seq_end",
+            "reserved1",
+        ], h, strict=True))
     events = []
     pos = 64
     while pos < len(data) - 64:
@@ -55,7 +65,8 @@ def parse_detail(path):
         pos += total
     assert pos == len(data) - 64
     f = DET_FOOTER.unpack_from(data, pos)
-    footer = dict(zip(["magic", "checksum", "event_count", "bytes_length", "time_start_ns", "time_end_ns", "reserved"], f))
+    footer = dict(zip(
+        ["magic", "checksum", "event_count", "bytes_length", "time_start_ns", "time_end_ns", "reserved"], f, strict=True))
     return data, header, events, footer
 
 
