@@ -8,9 +8,17 @@ meanings name a field or code the layout lacks, or miss one it has.
 
 ``.. atf2-struct:: INDEX_EVENT_DTYPE`` followed by ``field: meaning`` lines;
 ``.. atf2-codes:: DROP_REASON_NAMES`` followed by ``name: meaning`` lines.
+
+The same holds for options: ``.. atf2-params:: atf2.session.Session`` renders
+the keyword parameters of a callable (or dataclass) with their defaults, taken
+from its signature, so the option tables of the recorder pages list exactly
+the options the code accepts.
 """
 
 from __future__ import annotations
+
+import importlib
+import inspect
 
 import numpy as np
 from docutils.parsers.rst import directives
@@ -116,7 +124,39 @@ class CodesDirective(SphinxDirective):
         return self.parse_text_to_nodes("\n".join(text))
 
 
+def _resolve(dotted: str):
+    module_name, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class ParamsDirective(SphinxDirective):
+    """The keyword parameters of a callable, with defaults from its signature, and meanings."""
+
+    required_arguments = 1
+    has_content = True
+    option_spec = {"title": directives.unchanged, "skip": directives.unchanged}
+
+    def run(self):
+        target = self.arguments[0]
+        try:
+            params = inspect.signature(_resolve(target)).parameters.values()
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            raise self.error(f"atf2-params: cannot read the signature of {target!r}: {exc}") from None
+        skip = set(self.options.get("skip", "").split())
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = [p for p in params if p.kind in kinds and p.name not in skip and p.name != "self"]
+        described = _meanings(self)
+        _check_names(self, target, [p.name for p in params], described)
+        rows = []
+        for p in params:
+            default = "(required)" if p.default is inspect.Parameter.empty else f"``{p.default!r}``"
+            rows.append([f"``{p.name}``", default, described[p.name]])
+        text = _list_table(self.options.get("title", f"``{target}``"), ["option", "default", "meaning"], rows, "20 14 66")
+        return self.parse_text_to_nodes("\n".join(text))
+
+
 def setup(app):
+    app.add_directive("atf2-params", ParamsDirective)
     app.add_directive("atf2-struct", StructDirective)
     app.add_directive("atf2-codes", CodesDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
