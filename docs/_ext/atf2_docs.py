@@ -125,8 +125,17 @@ class CodesDirective(SphinxDirective):
 
 
 def _resolve(dotted: str):
-    module_name, _, attr = dotted.rpartition(".")
-    return getattr(importlib.import_module(module_name), attr)
+    """``package.module.Class.method`` -> the object (the longest importable module prefix, then attributes)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"no module in {dotted!r}")
 
 
 class ParamsDirective(SphinxDirective):
