@@ -15,6 +15,7 @@ with the wrong event. An EXCEPTION event ends a call like a RETURN does.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -196,7 +197,7 @@ def _split_by_thread(events: np.ndarray) -> list[tuple[int, np.ndarray]]:
     ids = ids[order]
     cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     bounds = [0, *cuts.tolist(), len(ordered)]
-    return [(int(ids[a]), ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(int(ids[a]), ordered[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def thread_events(source, threads=None) -> list[tuple[int, np.ndarray]]:
@@ -280,7 +281,7 @@ def _sorted(rows: np.ndarray, sort: str | None, top: int | None, by_thread: bool
         if by_thread:
             rank = np.zeros(len(rows), np.int64)
             _, first, counts = np.unique(rows["thread"], return_index=True, return_counts=True)
-            for f, c in zip(first, counts):
+            for f, c in zip(first, counts, strict=True):
                 rank[f : f + c] = np.arange(c)
             rows = rows[rank < top]
         else:

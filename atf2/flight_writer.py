@@ -118,7 +118,7 @@ class FlightWriter:
         for p in new.start[is_mark].tolist():
             self._reasons[p] = self._mark_reason(p)
         if len(new.start):
-            self._triggers = Triggers(*(np.concatenate([a, b]) for a, b in zip(self._triggers, new)))
+            self._triggers = Triggers(*(np.concatenate([a, b]) for a, b in zip(self._triggers, new, strict=True)))
             order = np.lexsort((self._triggers.end, self._triggers.start))
             self._triggers = Triggers(*(a[order] for a in self._triggers))
 
@@ -237,7 +237,7 @@ class FlightWriter:
             offsets = np.zeros(len(idx) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             base_off = self._d_off[0]
-            payload = np.concatenate([self._d_payload[s - base_off: e - base_off] for s, e in zip(starts, ends)])
+            payload = np.concatenate([self._d_payload[s - base_off: e - base_off] for s, e in zip(starts, ends, strict=True)])
             details = DetailBatch(self._d_pos[idx] - self._base, payload, offsets, self._d_type[idx], self._d_flags[idx])
         self.writer.write_events(self._events[:n], details)
         self._drop_details(k, int(keep.sum()))

@@ -222,9 +222,9 @@ def _recover_index(plan: _Plan, n_detail: int, clock_type: int, log: list, unlin
         _move_tail_aside(plan.ipath, p.buf, keep if p.footer is None else p.footer_offset + INDEX_FOOTER_DTYPE.itemsize, log)
         if len(dangling):
             fixed = events[dangling].copy()
-            unlinked.extend({"index_seq": int(i), "detail_seq": int(s)} for i, s in zip(dangling, fixed["detail_seq"]))
+            unlinked.extend({"index_seq": int(i), "detail_seq": int(s)} for i, s in zip(dangling, fixed["detail_seq"], strict=True))
             fixed["detail_seq"] = NO_DETAIL
-            for i, rec in zip(dangling, fixed):
+            for i, rec in zip(dangling, fixed, strict=True):
                 writes.append((INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * int(i), rec.tobytes()))
             patched = bytearray(p.events_bytes)
             for off, data in writes:

@@ -623,7 +623,9 @@ class Session:
         # make SessionReader refuse the session (a listed thread's directory
         # must exist), so they go under their own key, drops and error kept.
         unwritten = []
-        for t, ch in zip(stats.threads, self._snapshot()):
+        # Not strict: a thread registering between the two snapshots makes
+        # the second one longer; it is listed by the next manifest.
+        for t, ch in zip(stats.threads, self._snapshot(), strict=False):
             listed = threads
             if ch.writer is None and ch.writer_error is not None and not os.path.isdir(thread_dir(self.session_dir, ch.thread_id)):
                 listed = unwritten

@@ -142,7 +142,7 @@ def call_tree(iv, root_name):
         rows = rows[np.lexsort((rows["depth"], rows["start_ns"]))]  # parents before children
         stack = []  # (depth, path)
         for start, end, fid, depth in zip(rows["start_ns"].tolist(), rows["end_ns"].tolist(),
-                                          rows["function_id"].tolist(), rows["depth"].tolist()):
+                                          rows["function_id"].tolist(), rows["depth"].tolist(), strict=True):
             while stack and stack[-1][0] >= depth:
                 stack.pop()
             name = name_of[fid]

@@ -132,7 +132,7 @@ def test_flight_symbol_trigger_persists_exactly_the_windows(tmp_path, pre, post)
         t = r.thread(0)
         fn = names(r, t)
         kinds = [int(t.index[i].event_kind) for i in range(len(t.index))]
-        triggers = [i for i, (n, k) in enumerate(zip(fn, kinds)) if k == EVENT_CALL and fnmatch.fnmatchcase(n, "targ*")]
+        triggers = [i for i, (n, k) in enumerate(zip(fn, kinds, strict=True)) if k == EVENT_CALL and fnmatch.fnmatchcase(n, "targ*")]
         assert len(triggers) == 3
         assert check_links(t) == expected_positions(kinds, fn, triggers, pre, post)
         windows = r.manifest["windows"]
@@ -156,7 +156,7 @@ def test_flight_exception_and_mark_triggers(tmp_path):
         fn = names(r, t)
         kinds = [int(t.index[i].event_kind) for i in range(len(t.index))]
         exc = [i for i, k in enumerate(kinds) if k == EVENT_EXCEPTION]
-        marks = [i for i, (n, k) in enumerate(zip(fn, kinds)) if n == "mark" and k == EVENT_CALL]
+        marks = [i for i, (n, k) in enumerate(zip(fn, kinds, strict=True)) if n == "mark" and k == EVENT_CALL]
         assert len(exc) == 1 and len(marks) == 1
         assert check_links(t) == expected_positions(kinds, fn, exc + marks, 2, 2)
         kinds_seen = [w["trigger_kinds"] for w in r.manifest["windows"]]
@@ -258,7 +258,7 @@ def test_flight_writer_in_batches_matches_the_whole_run(seed):
     fake = _FakeWriter()
     fw = FlightWriter(fake, None, 0, options, lambda fid: fid == 7, set(), hold_bytes=1 << 30)
     cuts = np.sort(rng.choice(np.arange(1, n), 8, replace=False))
-    for a, b in zip(np.r_[0, cuts], np.r_[cuts, n]):
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
         fw.write_events(ev[a:b], DetailBatch.from_payloads(payloads[a:b]))
     fw.close()
     assert np.array_equal(np.concatenate(fake.events), ev)

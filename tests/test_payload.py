@@ -494,7 +494,7 @@ def test_hook_encodes_every_value_kind_like_the_python_encoder(tmp_path):
         rets = _details_of(reader, t, "_hook_probe", EVENT_RETURN)
         assert len(calls) == len(rets) == len(HOOK_VALUES)
         enc = PayloadEncoder()
-        for v, c, r in zip(HOOK_VALUES, calls, rets):
+        for v, c, r in zip(HOOK_VALUES, calls, rets, strict=True):
             want = enc.value(v)
             assert _values_part(c) == want, v
             assert _values_part(r) == want, v

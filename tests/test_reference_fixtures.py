@@ -46,7 +46,7 @@ def test_every_figure(name, api):
         assert s.event_count() == exp["total_events"]
         assert s.time_range() == (exp["time_start_ns"], exp["time_end_ns"])
         assert len(s.threads) == len(exp["threads"])
-        for t, e in zip(s.threads, exp["threads"]):
+        for t, e in zip(s.threads, exp["threads"], strict=True):
             assert t.thread_id == e["id"]
             assert os.path.getsize(d / e["index_path"]) == e["index_file_bytes"]
             assert len(t.index) == e["event_count"]

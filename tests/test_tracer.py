@@ -64,7 +64,7 @@ def thread_events(reader, thread):
     ev = thread.index.events
     return [
         (int(k), int(d), reader.symbol_name(f))
-        for k, d, f in zip(ev["event_kind"], ev["call_depth"], ev["function_id"])
+        for k, d, f in zip(ev["event_kind"], ev["call_depth"], ev["function_id"], strict=True)
     ]
 
 
@@ -169,7 +169,7 @@ def test_threads_new_and_already_running(tmp_path):
     reader, _ = run_traced(tmp_path, body)
     names = [t["name"] for t in reader.manifest["threads"]]
     assert sorted(names) == ["MainThread", "early", "late0", "late1", "late2"]
-    for info, thread in zip(reader.manifest["threads"], reader.threads):
+    for info, thread in zip(reader.manifest["threads"], reader.threads, strict=True):
         events = thread_events(reader, thread)
         fib_calls = calls(events, "fib")
         if info["name"] == "MainThread":

@@ -113,7 +113,7 @@ def test_call_counts_match_an_independent_setprofile_count(tmp_path):
         for thread in reader.threads:
             events = thread.index.events
             fids, n = _unique_counts(events["function_id"][events["event_kind"] == EVENT_CALL])
-            for fid, k in zip(fids, n):
+            for fid, k in zip(fids, n, strict=True):
                 sym = reader.symbol(int(fid))
                 if _comparable(sym.file):
                     traced[(sym.file, sym.qualname, sym.line)] += int(k)

@@ -200,7 +200,7 @@ def bench_merge(directory: str, threads: int, per_thread: int, reps: int) -> dic
             best = min(best, time.perf_counter() - t0)
             assert len(out) == total
             del out
-    iters = [zip(ts, [t] * len(ts), range(len(ts))) for t, ts in enumerate(keys)]
+    iters = [zip(ts, [t] * len(ts), range(len(ts)), strict=True) for t, ts in enumerate(keys)]
     t0 = time.perf_counter()
     merged = list(heapq.merge(*iters))
     heap = time.perf_counter() - t0

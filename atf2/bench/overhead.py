@@ -265,11 +265,11 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
     # difference ours - floor of the same rep cancels slow load drifts; the
     # median over reps of those differences is the steadiest estimate here.
     if times["viztracer"]:
-        ours_d = [(o - f) / n_events * 1e9 for o, f in zip(times["ours"], times["floor"])]
-        viz_d = [(v - f) / n_events * 1e9 for v, f in zip(times["viztracer"], times["floor"])]
+        ours_d = [(o - f) / n_events * 1e9 for o, f in zip(times["ours"], times["floor"], strict=True)]
+        viz_d = [(v - f) / n_events * 1e9 for v, f in zip(times["viztracer"], times["floor"], strict=True)]
         out["ours_ns_above_floor_paired"] = statistics.median(ours_d)
         out["viz_ns_above_floor_paired"] = statistics.median(viz_d)
-        out["ratio_paired"] = statistics.median([o / v for o, v in zip(ours_d, viz_d) if v > 0] or [float("nan")])
+        out["ratio_paired"] = statistics.median([o / v for o, v in zip(ours_d, viz_d, strict=True) if v > 0] or [float("nan")])
     for stat in ("best", "median"):
         floor = out[f"floor_{stat}_s"]
         out[f"floor_ns_per_event_{stat}"] = (floor - out[f"untraced_{stat}_s"]) / n_events * 1e9
