@@ -18,6 +18,7 @@ the options the code accepts.
 from __future__ import annotations
 
 import importlib
+import re
 import inspect
 
 import numpy as np
@@ -169,3 +170,35 @@ def setup(app):
     app.add_directive("atf2-struct", StructDirective)
     app.add_directive("atf2-codes", CodesDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+_LITERAL_OR_STAR = re.compile(r"``.*?``|\*")
+
+
+def _rst_safe(text: "str | None") -> "str | None":
+    """Help text as reStructuredText: a bare ``*`` (``'mod.*'``, ``*.partial``) is literal, not emphasis."""
+    if not text:
+        return text
+    return _LITERAL_OR_STAR.sub(lambda m: m.group(0) if m.group(0) != "*" else r"\*", text)
+
+
+def cli_parser():
+    """``atf2.cli.build_parser()`` for sphinx-argparse, its help texts made safe as reStructuredText.
+
+    Every command and option is the real parser's; only the text is escaped
+    (the terminal ``--help`` stays as it is).
+    """
+    from atf2.cli import build_parser
+
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        p.description = _rst_safe(p.description)
+        for action in p._actions:
+            action.help = _rst_safe(action.help)
+            for choice in getattr(action, "_choices_actions", ()):
+                choice.help = _rst_safe(choice.help)
+            if isinstance(action.choices, dict):
+                stack.extend(action.choices.values())
+    return parser
