@@ -42,7 +42,7 @@ class TracerOverhead:
             try:
                 import viztracer  # noqa: F401
             except ImportError:
-                raise NotImplementedError("viztracer is not installed (bench extra)")
+                raise NotImplementedError("viztracer is not installed (bench extra)") from None
         if tracer == "atf2":
             from atf2.session import trace_session_start
 
@@ -84,7 +84,7 @@ class OverheadRatio:
         try:
             import viztracer  # noqa: F401
         except ImportError:
-            raise NotImplementedError("viztracer is not installed (bench extra)")
+            raise NotImplementedError("viztracer is not installed (bench extra)") from None
 
     def track_ratio_vs_viztracer(self, workload):
         workdir = tempfile.mkdtemp(prefix="atf2_asv_")

@@ -242,7 +242,7 @@ def intervals(source, *, threads=None, chunk_size: int = DEFAULT_CHUNK) -> np.nd
     pos = 0
     for thread, events in pairs:
         pairer = _ThreadPairer(thread, events, idmap)
-        for chunk, _dense in pairer.run(chunk_size, out=out[pos:]):
+        for _chunk, _dense in pairer.run(chunk_size, out=out[pos:]):
             pass
         pos += pairer.calls
     return out[:pos]

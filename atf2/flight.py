@@ -73,8 +73,8 @@ class Roll(NamedTuple):
 class FlightOptions:
     """What opens a window and how much around it is kept."""
 
-    pre_roll: Roll = Roll(1000)
-    post_roll: Roll = Roll(1000)
+    pre_roll: Roll = Roll(1000)  # noqa: RUF009 - a NamedTuple, immutable
+    post_roll: Roll = Roll(1000)  # noqa: RUF009 - a NamedTuple, immutable
     symbols: tuple = ()  #: fnmatch patterns, matched at CALL against qualname and module.qualname
     exceptions: bool = False  #: a function left by an exception opens a window
     marks: bool = True  #: ``atf2.mark(reason)`` opens a window

@@ -643,8 +643,8 @@ class Session:
                     "time_end_ns": t.time_end_ns,
                     "os_thread_id": t.os_thread_id,
                     "name": t.name,
-                    "dropped": {k: v for k, v in t.index.drops.items()},
-                    "detail_dropped": {k: v for k, v in t.detail.drops.items()},
+                    "dropped": dict(t.index.drops),
+                    "detail_dropped": dict(t.detail.drops),
                     "recorded": t.index.recorded,
                     "error": t.error,
                 }

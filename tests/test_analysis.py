@@ -176,7 +176,7 @@ def test_empty_inputs():
 def reference_intervals(rows):
     """Straightforward pairing for well-nested traces (list-based)."""
     out, stack = [], []
-    for i, (t, k, f, d) in enumerate(rows):
+    for i, (t, k, f, _d) in enumerate(rows):
         if k == C:
             stack.append([t, f, 0, i])
         else:

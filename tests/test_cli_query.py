@@ -116,7 +116,7 @@ def test_verify_and_recover(capsys, tmp_path):
 def test_corrupt_session_gives_one_clear_line(capsys, session, tmp_path, command):
     patch(os.path.join(session, "thread_1", "index.atf"), 0, b"JUNK")
     extra = ["-o", tmp_path / "x.json"] if command == "export" else []
-    status, out, err = run(capsys, command, session, *extra)
+    status, _out, err = run(capsys, command, session, *extra)
     assert status == 2
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "thread_1/index.atf" in err and "byte 0" in err
@@ -156,6 +156,6 @@ def test_info_reports_drops_per_lane(capsys, session):
     with open(os.path.join(session, "manifest.json"), "w") as f:
         json.dump(m, f)
     status, out, _ = run(capsys, "info", session)
-    assert "index lane: ring_full: 5" in out and "detail lane: disk: 2" in out
+    assert status == 0 and "index lane: ring_full: 5" in out and "detail lane: disk: 2" in out
     status, out, _ = run(capsys, "info", session, "--json")
-    assert json.loads(out)["dropped"] == {"index": {"ring_full": 5}, "detail": {"disk": 2}}
+    assert status == 0 and json.loads(out)["dropped"] == {"index": {"ring_full": 5}, "detail": {"disk": 2}}

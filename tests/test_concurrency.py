@@ -19,7 +19,7 @@ from atf2.reader import SessionReader
 
 def run_py(code, timeout=120):
     """Run ``code`` in a fresh interpreter; a hang is a test failure, not a stuck run."""
-    prelude = "import faulthandler, sys; faulthandler.dump_traceback_later(%d, exit=True)\n" % (timeout - 10)
+    prelude = f"import faulthandler, sys; faulthandler.dump_traceback_later({timeout - 10}, exit=True)\n"
     return subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
     )

@@ -43,8 +43,7 @@ def read_everything(session_dir):
                     out.append(t.get_index_for(d))
             if t.detail is not None:
                 out.append(list(t.detail))
-                for d in t.detail:
-                    out.append(t.detail.get_by_index_seq(d.index_seq))
+                out.extend(t.detail.get_by_index_seq(d.index_seq) for d in t.detail)
             out.append(t.verify())
     return out
 

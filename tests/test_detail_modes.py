@@ -76,7 +76,7 @@ def names(reader, thread):
 
 
 def test_off_has_no_detail_lane(tmp_path):
-    path, stats = record(tmp_path, "off", "off", lambda: run_program(5))
+    path, _stats = record(tmp_path, "off", "off", lambda: run_program(5))
     with SessionReader(path) as r:
         t = r.thread(0)
         assert t.detail is None and not (path / "thread_0" / "detail.atf").exists()

@@ -183,7 +183,7 @@ def test_clean_stop_leaves_no_reserve_and_recover_removes_a_killed_ones(tmp_path
     from atf2.manifest_reserve import MANIFEST_RESERVE_NAME, MIN_RESERVE_BYTES
 
     d = tmp_path / "session"
-    s = atf2.trace_session_start(d, trace_python=False)
+    atf2.trace_session_start(d, trace_python=False)
     try:
         reserve = d / MANIFEST_RESERVE_NAME
         assert reserve.stat().st_size >= MIN_RESERVE_BYTES

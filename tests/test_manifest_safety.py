@@ -25,7 +25,7 @@ from atf2.manifest import MAX_MANIFEST_BYTES, read_manifest
 
 #: thread ids that must never become a path
 HOSTILE_IDS = [
-    "../thread_0", "..", "0/../../thread_0", "/", "thread_0", "0/", "0\x00", " 0", "+0", "00", "٠", "0x0",
+    "../thread_0", "..", "0/../../thread_0", "/", "thread_0", "0/", "0\x00", " 0", "+0", "00", "٠", "0x0",  # noqa: RUF001 - an Arabic-Indic zero, a digit to int() but not to us
     -1, -(2**64), 1.0, 0.5, 1e300, True, False, None, [0], {"id": 0}, 2**32, 2**64, 10**100,
 ]
 #: the ids also tried as an extra thread beside good ones: the path-like ones
@@ -283,7 +283,7 @@ def test_hostile_thread_ids_are_manifest_errors(audit, i):
 
 
 def test_absurd_sizes_read_or_refused(audit):
-    for i, (field, value) in enumerate(ABSURD_FIELDS):
+    for i, (field, _value) in enumerate(ABSURD_FIELDS):
         res = audit["results"][f"absurd{i}"]
         outcome = res["read"]["outcome"]
         assert outcome == "ok" or outcome.startswith("AtfV2Error"), (field, outcome)

@@ -178,7 +178,7 @@ def test_zero_copy_view_outlives_close(tmp_path):
 
 
 def test_detail_reader_on_struct_file(tmp_path):
-    idx, det = make_thread(2, n=30)
+    _idx, det = make_thread(2, n=30)
     p = tmp_path / "detail.atf"
     p.write_bytes(detail_bytes(2, det))
     with atf2.DetailReader(p) as r:

@@ -134,4 +134,4 @@ def test_default_dir_and_errors(program, tmp_path):
     assert rec.returncode == 0
     made = list((program / "atf2_traces").iterdir())
     assert len(made) == 1 and made[0].name.startswith("session_")
-    assert [p.name for p in made[0].iterdir()][0].startswith("pid_")
+    assert next(p.name for p in made[0].iterdir()).startswith("pid_")

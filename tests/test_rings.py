@@ -98,7 +98,7 @@ def test_drop_only_what_the_drain_has_not_consumed():
     push_range(ch.ctrl, ch.index_pool, 0, 30)
     take(ch)  # consumes 0..29, including part of the active ring
     push_range(ch.ctrl, ch.index_pool, 30, 40)  # 70 total: pool of 32 overflows again
-    start, _, f, _ = take(ch)
+    _start, _, f, _ = take(ch)
     assert drops(ch, L.DROP_POOL_EXHAUSTED) + 30 + f.size == 70
     assert f[-1] == 69 and (np.diff(f.astype(np.int64)) == 1).all()
 
@@ -188,7 +188,7 @@ def dtake(ch, limit):
     k = nbytes // 16 + 1
     idx, ty, fl = np.empty(k, np.uint64), np.empty(k, np.uint16), np.empty(k, np.uint16)
     offs, pay = np.empty(k + 1, np.int64), np.empty(nbytes, np.uint8)
-    m, nb = detail_ring_take(ch.ctrl, ch.detail_words, ch.detail_bytes, np.uint64(limit), idx, ty, fl, offs, pay)
+    m, _nb = detail_ring_take(ch.ctrl, ch.detail_words, ch.detail_bytes, np.uint64(limit), idx, ty, fl, offs, pay)
     return [(int(idx[i]), int(ty[i]), int(fl[i]), bytes(pay[offs[i] : offs[i + 1]])) for i in range(m)]
 
 

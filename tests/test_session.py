@@ -248,7 +248,7 @@ def test_trace_python_calls_the_tracer_in_order(tmp_path, monkeypatch):
 def test_trace_python_without_tracer_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "atf2.tracer", None)
     monkeypatch.delattr(atf2, "tracer", raising=False)
-    with pytest.raises(AtfV2Error, match="atf2.tracer"):
+    with pytest.raises(AtfV2Error, match=r"atf2\.tracer"):
         atf2.trace_session_start(tmp_path / "s", trace_python=True)
     assert session_mod.active_session() is None and not (tmp_path / "s").exists()
 

@@ -100,7 +100,7 @@ def test_thread_churn_keeps_few_files_open(tmp_path):
                             detail_ring_bytes=4096, detail_spare_rings=1) as s:
         atf2.emit("main", 1)
         base = len(os.listdir(fd_dir))
-        for wave in range(5):
+        for _wave in range(5):
             ts = [threading.Thread(target=atf2.emit, args=("t", 1)) for _ in range(20)]
             for t in ts:
                 t.start()

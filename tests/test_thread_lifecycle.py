@@ -247,7 +247,7 @@ def test_files_that_cannot_be_created_cost_the_events_not_the_drain(tmp_path, mo
 
     monkeypatch.setattr(session_mod, "ThreadWriter", writer)
     with atf2.trace_session(tmp_path / "s", flush_interval=0.002, **SMALL) as s:
-        for k in range(3):
+        for _ in range(3):
             run_in_thread(lambda: [atf2.emit("f", L.EVENT_CALL) for _ in range(20)])
         wait_until(lambda: all(ch.state == L.CHANNEL_CLOSED for ch in s.channels()))
         assert s.drain.alive

@@ -230,7 +230,7 @@ def test_finalize_idempotent_and_state(session_dir, make_events):
 def test_close_finalizes_and_empty_thread(session_dir):
     with ThreadWriter(session_dir, 4) as w:
         pass
-    data, h, events, footer = parse_index(w.index_path)
+    data, _h, _events, footer = parse_index(w.index_path)
     assert len(data) == 128 and footer["event_count"] == 0 and footer["checksum"] == zlib.crc32(b"")
     with atf2.ThreadReader(w.thread_dir) as r:
         assert len(r.index) == 0 and r.detail is None and not r.recovered

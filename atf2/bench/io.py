@@ -169,7 +169,7 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
             r.take(positions)
             best_take = min(best_take, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        for i in as_list:
+        for _ in as_list:
             pass
         loop = time.perf_counter() - t0
     return [

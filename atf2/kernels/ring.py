@@ -197,7 +197,7 @@ def index_ring_advance(ctrl) -> None:
         ctrl[CTRL_INDEX_HIGH_WATER] = waiting
     # Watermarks with hysteresis: the producer raises the state, the drain
     # lowers it once the backlog is under the low mark (see watermark_update).
-    if waiting >= ctrl[CTRL_INDEX_WM_HIGH]:
+    if waiting >= ctrl[CTRL_INDEX_WM_HIGH]:  # noqa: SIM102 - the CAS (a write) only above the mark
         if atomic_cas(ctrl, CTRL_INDEX_WM_STATE, WM_NORMAL, WM_HIGH) == WM_NORMAL:
             ctrl[CTRL_INDEX_WM_CROSSINGS] += _ONE
     # Publish the new end last: until then the fast path keeps calling us.
