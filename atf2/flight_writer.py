@@ -149,7 +149,7 @@ class FlightWriter:
         try:
             lo, hi = self._d_off[k] - self._d_off[0], self._d_off[k + 1] - self._d_off[0]  # offsets are cumulative
             args = decode(self._d_payload[lo:hi].tobytes(), int(self._d_flags[k])).args
-        except Exception:
+        except Exception:  # noqa: BLE001 - an undecodable mark payload: a window without a reason, not a failed drain
             return None
         return str(args[0][1]) if args else None
 

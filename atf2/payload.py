@@ -291,7 +291,7 @@ def _safe_str(exc: BaseException) -> str:
     try:
         s = str(exc)
         return s if type(s) is str else str.__str__(s)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - user __str__ may raise anything; the payload records it
         return f"<str() raised {type_name(err)}>"
 
 
@@ -371,7 +371,7 @@ class PayloadEncoder:
             text = self._reprlib.repr(obj) if t in _REPRLIB_TYPES and not _shallow(obj, t) else repr(obj)
             if type(text) is not str:  # repr() allows a str subclass: take its plain value
                 text = str.__str__(text)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - user __repr__ may raise anything; the payload records it
             return _TAG.pack(PAYLOAD_VAL_REPR_FAILED) + self._type_prefix(t) + _text(f"{type_name(err)}: {_safe_str(err)}", cap)
         finally:
             if time.perf_counter_ns() - start > self.options.slow_repr_ns:
@@ -453,11 +453,11 @@ def _class_name_of_type(t: type) -> str:
         name = type.__getattribute__(t, "__qualname__")
         if type(name) is not str:
             name = t.__name__
-    except Exception:
+    except Exception:  # noqa: BLE001 - a metaclass may make __qualname__ raise anything
         name = t.__name__
     try:
         module = type.__getattribute__(t, "__module__")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a metaclass may make __module__ raise anything
         module = None
     return f"{module}.{name}" if type(module) is str and module != "builtins" else name
 
@@ -465,7 +465,7 @@ def _class_name_of_type(t: type) -> str:
 def _class_name(cls: type) -> str:
     try:
         module = type.__getattribute__(cls, "__module__")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a metaclass may make __module__ raise anything
         module = None
     name = cls.__name__
     return f"{module}.{name}" if type(module) is str and module != "builtins" else name

@@ -129,7 +129,7 @@ class _ThreadExitSentinel:
         if session is not None:
             try:
                 session._channel_ended(self.channel)
-            except Exception:  # interpreter shutdown: modules half torn down, atexit already stopped it
+            except Exception:  # noqa: BLE001 - interpreter shutdown: modules half torn down, atexit already stopped it
                 pass
 
 
@@ -373,7 +373,7 @@ class Session:
 
             try:
                 ch.writer = make_flight_writer(self, ch)
-            except Exception as exc:  # on the drain thread: must not end the drain
+            except Exception as exc:  # noqa: BLE001 - on the drain thread: must not end the drain
                 ch.writer.close()
                 ch.writer, ch.writer_error = None, f"flight writer: {exc}"
                 self.drain.errors.append(f"thread {ch.thread_id}: flight writer: {exc}")

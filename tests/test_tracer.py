@@ -227,7 +227,7 @@ def test_c_calls_are_optional(tmp_path):
 def _swallow(fn):
     try:
         fn()
-    except Exception:
+    except Exception:  # noqa: BLE001 - traced code that swallows its own exception
         pass
 
 

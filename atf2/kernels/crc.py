@@ -179,7 +179,7 @@ def _kernel_usable() -> bool:
         if config.CPU_FEATURES is not None:
             return "+pclmul" in config.CPU_FEATURES
         return bool(llvm.get_host_cpu_features().get("pclmul"))
-    except Exception:  # pragma: no cover - any doubt: zlib
+    except Exception:  # noqa: BLE001  # pragma: no cover - any doubt: zlib
         return False
 
 
