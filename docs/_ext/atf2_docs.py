@@ -53,8 +53,8 @@ def _check_names(directive: SphinxDirective, what: str, names: list, described: 
     unknown = [n for n in described if n not in names]
     if missing or unknown:
         raise directive.error(
-            f"{directive.name} {what}: the page and atf2.layout disagree: "
-            f"not described: {missing or 'none'}; not in the layout: {unknown or 'none'}"
+            f"{directive.name} {what}: the page and the code disagree: "
+            f"not described: {missing or 'none'}; not in the code: {unknown or 'none'}"
         )
 
 
