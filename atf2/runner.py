@@ -129,7 +129,7 @@ def run_module(name: str, args: list[str]) -> int:
         # point, in two steps so that only the module's own code is traced
         # (the packages above it are imported first, untraced, as cProfile -m does).
         try:
-            name_, spec, code = runpy._get_module_details(name, runpy._Error)
+            _, spec, code = runpy._get_module_details(name, runpy._Error)
         except runpy._Error as exc:
             sys.exit(f"{sys.executable}: {exc}")
         sys.argv[0] = spec.origin

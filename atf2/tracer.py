@@ -495,7 +495,8 @@ def measure_event_cost_ns(events: int = 60000, repeat: int = 5) -> float:
                 recurse(depth)
             best_plain = min(best_plain, time.thread_time_ns() - t0)
             tracer._ctrls.clear()
-            tracer._prepare(channel.ctrl, 0)
+            # the real depth of recurse's frames: a RETURN at depth 0 unhooks the thread
+            tracer._prepare(channel.ctrl, _frames_below(sys._getframe()) + 1)
             _set_profile(capture_hook.address, id(channel.ctrl))
             t0 = time.thread_time_ns()
             for _ in range(rounds):

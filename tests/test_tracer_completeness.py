@@ -60,12 +60,18 @@ def profile(frame, event, arg):
         code = frame.f_code
         counts[(code.co_filename, code.co_qualname, code.co_firstlineno)] += 1
 
+def counted(function):  # the main thread's window of atf2 record: the program's <module>
+    sys.setprofile(profile)
+    try:
+        return function()
+    finally:
+        sys.setprofile(None)
+
+tracer.call_traced = counted
 out, script, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 threading.setprofile(profile)
-sys.setprofile(profile)
 status = runner.run_script(script, args)
 runner.wait_for_threads()
-sys.setprofile(None)
 threading.setprofile(None)
 from atf2.session import trace_session_stop
 trace_session_stop()

@@ -72,6 +72,7 @@ from ..layout import (
     CTRL_DETAIL_RING_BYTES,
     CTRL_DETAIL_RING_COUNT,
     CTRL_ENABLED,
+    CTRL_HOOK_DEPTH,
     CTRL_HOOK_DETAIL,
     CTRL_INDEX_WRITE_POS,
     CTRL_SLOTS,
@@ -465,13 +466,21 @@ def _function_id(ctrl, frame):
 
 
 @njit(nogil=True)
-def _put_stack(ctrl, buf, k, cap, frame):
-    """Up to ``k`` caller ids after the header; (new position, count, STACK_TRUNCATED or 0)."""
+def _put_stack(ctrl, buf, k, cap, frame, below):
+    """Up to ``k`` caller ids after the header; (new position, count, STACK_TRUNCATED or 0).
+
+    ``below``: the callers that belong to the trace (the event's call_depth);
+    frames under the thread's traced base (``atf2 record``'s runner below the
+    program's ``<module>``) are not part of the trace and are left out.
+    """
     pos = np.int64(PAYLOAD_HEADER_SIZE)
     n = 0
     flag = 0
     back = _PyFrame_GetBack(frame)
     while _address(back) != _ZERO:
+        if n == below:
+            _Py_DecRef(back)
+            break
         if n == k or pos + PAYLOAD_STACK_ENTRY_SIZE > cap:
             flag = PAYLOAD_F_STACK_TRUNCATED
             _Py_DecRef(back)
@@ -581,7 +590,10 @@ def capture_detail(ctrl, block_addr, frame, what, arg):
     cap = np.int64(block[DETAIL_CALL_SCRATCH_BYTES])
     buf = carray(_u8_pointer(block[DETAIL_CALL_SCRATCH]), np.intp(cap))
     fid, code_addr = _function_id(ctrl, frame)
-    pos, depth, flags = _put_stack(ctrl, buf, np.int64(block[DETAIL_CALL_STACK_DEPTH]), cap, frame)
+    below = ctrl[CTRL_HOOK_DEPTH]  # the event's call_depth (a RETURN's frame is one below)
+    if what != PY_TRACE_CALL and below > _ZERO:
+        below -= _ONE
+    pos, depth, flags = _put_stack(ctrl, buf, np.int64(block[DETAIL_CALL_STACK_DEPTH]), cap, frame, np.int64(below))
     arg_count = _ZERO
     if what == PY_TRACE_CALL:
         kind = EVENT_CALL

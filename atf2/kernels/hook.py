@@ -51,7 +51,11 @@ addresses are reused at once.
 (bottom frame = 0), kept in ``CTRL_HOOK_DEPTH``; the tracer seeds it with the
 real stack depth when it installs the hook, so it stays right through threads
 adopted mid-flight, generators and exceptions (every frame left by an
-exception gets its own EXCEPTION event).
+exception gets its own EXCEPTION event). When the frame at depth 0 is left,
+the thread's Python work is over: the hook removes itself from the thread
+(``atf2 record`` seeds the program's ``<module>`` at depth 0, so the main
+thread ends there too), and the thread's teardown (thread-local destructors,
+atf2's own exit bookkeeping) is not recorded.
 
 ``capture_hook`` leaves C-function events at once; ``capture_hook_c_calls``
 is the variant used when C calls are recorded.
@@ -139,6 +143,7 @@ _PyObject_CallOneArg = ExternalFunction("PyObject_CallOneArg", types.voidptr(typ
 _PyLong_AsUnsignedLongLong = ExternalFunction("PyLong_AsUnsignedLongLong", types.uint64(types.voidptr))
 _PyErr_Occurred = ExternalFunction("PyErr_Occurred", types.voidptr())
 _PyErr_Clear = ExternalFunction("PyErr_Clear", types.void())
+_PyEval_SetProfile = ExternalFunction("PyEval_SetProfile", types.void(types.voidptr, types.voidptr))
 
 
 @intrinsic
@@ -258,6 +263,12 @@ def capture(ctrl_addr, frame, what, arg):
     rows = np.intp(ctrl[CTRL_INDEX_RING_CAPACITY] * ctrl[CTRL_INDEX_RING_COUNT])
     pool = carray(_u64_pointer(ctrl[CTRL_INDEX_POOL_PTR]), (rows, RING_RECORD_WORDS))
     index_ring_push(ctrl, pool, ts, fid, kind | (depth << _DEPTH_SHIFT))
+    if depth == _ZERO and what == PY_TRACE_RETURN:
+        # The thread's bottom frame is gone: what Python still runs on this
+        # thread is its teardown (thread-local destructors, among them the
+        # session's exit sentinel), not the program. Unhook it (last: the
+        # thread state's reference to ctrl goes, the session keeps its own).
+        _PyEval_SetProfile(_pointer(_ZERO), _pointer(_ZERO))
     return 0
 
 
