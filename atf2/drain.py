@@ -30,6 +30,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,8 +78,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rings import RingConfig, ThreadChannel
 
 _ALL_POSITIONS = np.uint64(0xFFFFFFFFFFFFFFFF)
-#: index records per drain step (64 Ki records: 4 MiB of staging, 2 MiB per write)
+#: index records per drain step (64 Ki records: 2 MiB of staging and one 2 MiB write each)
 DRAIN_CHUNK = 1 << 16
+#: encoded chunks that may wait for the write-behind thread at once (64 MiB
+#: of staging at most, grown only while writes lag, shared by every thread):
+#: a write stalled by the page cache or a descheduled I/O thread then no
+#: longer stops the drain from freeing ring space (see ``_acquire_stage``)
+WRITE_BEHIND_CHUNKS = 32
 
 
 class Drain:
@@ -96,10 +102,13 @@ class Drain:
         n = self._chunk = min(DRAIN_CHUNK, config.index_pool_records)
         self._max_chunks = -(-config.index_pool_records // n) + 1
         # The fused take writes finished file records into a staging buffer
-        # (seen as words); two of them, so that one chunk is encoded while
-        # the previous one is written (``_WriteBehind``).
+        # (seen as words), which waits for its write (``_WriteBehind``) while
+        # the drain encodes the next chunks into others: two to start with,
+        # more while the writes lag (up to WRITE_BEHIND_CHUNKS).
         self._stages = [_take_stage(n) for _ in range(2)]
-        self._next_stage = 0
+        self._max_stages = max(2, WRITE_BEHIND_CHUNKS * DRAIN_CHUNK // n)
+        self._free_stages = list(range(len(self._stages)))
+        self._inflight: deque = deque()  # stage numbers handed to the I/O thread, in write order
         self._io = _WriteBehind()
         self._fused_crc = crc_kernel_ok()
         # issue 5: sized for a whole arena even without a detail lane, since a
@@ -156,6 +165,7 @@ class Drain:
             pressure = self.cycle(final=stopping)
             if stopping:
                 self._io.close()
+                self._inflight.clear()
                 for stage in self._stages:
                     _give_stage(stage)
                 self._stages = []
@@ -226,7 +236,10 @@ class Drain:
 
         Takes what was waiting when the call began (at most one pool), so a
         producer that never pauses cannot keep the drain on one thread forever.
-        Returns once every chunk is on disk (or counted as dropped).
+        Returns once every chunk is encoded and handed to the write-behind
+        thread, without waiting for the writes: ring space is freed as fast
+        as the drain encodes, whatever the disk does (``_close`` and chunks
+        with details wait for them).
         """
         ctrl = ch.ctrl
         # WRITE_POS first, then the clock anchor: every record below the limit
@@ -241,17 +254,16 @@ class Drain:
             return 0
         self.converter.anchor()
         # The last timestamp and CRC of what is encoded so far, written or not
-        # (chunks are encoded ahead of their write).
-        chain = [ch.last_ts_ns, ch.writer.index_crc if type(ch.writer) is ThreadWriter else 0]
+        # (chunks are encoded ahead of their write); drain-side, kept across cycles.
+        chain = ch.encoded_chain
+        if chain is None:
+            chain = ch.encoded_chain = [ch.last_ts_ns, ch.writer.index_crc if type(ch.writer) is ThreadWriter else 0]
         taken = 0
-        try:
-            for _ in range(self._max_chunks):
-                n = self._drain_chunk(ch, limit, chain)
-                taken += n
-                if n < self._chunk:
-                    break
-        finally:
-            self._io.wait_all()
+        for _ in range(self._max_chunks):
+            n = self._drain_chunk(ch, limit, chain)
+            taken += n
+            if n < self._chunk:
+                break
         watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
         return taken
 
@@ -266,13 +278,18 @@ class Drain:
         links them. ``chain``: [last timestamp, CRC] after the chunks
         encoded so far.
         """
+        anchor_ticks, anchor_ns, n_anchors = self.converter.anchors()
+        stage = self._acquire_stage()
+        try:
+            return self._drain_chunk_into(ch, limit, chain, stage, anchor_ticks, anchor_ns, n_anchors)
+        finally:
+            if stage not in self._inflight and stage not in self._free_stages:
+                self._free_stages.append(stage)  # not handed to the I/O thread (or written already)
+
+    def _drain_chunk_into(self, ch: ThreadChannel, limit: int, chain: list, stage: int, anchor_ticks, anchor_ns, n_anchors) -> int:
         ctrl = ch.ctrl
         writer = ch.writer
-        anchor_ticks, anchor_ns, n_anchors = self.converter.anchors()
-        events_buf, words = self._stages[self._next_stage]
-        self._io.wait(self._next_stage)  # its previous chunk is on disk
-        stage = self._next_stage
-        self._next_stage ^= 1
+        events_buf, words = self._stages[stage]
         has_detail = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
         # Only a plain ThreadWriter takes encoded chunks; a writer that stages
         # batches itself (detail mode "flight": FlightWriter) gets write_events.
@@ -318,13 +335,14 @@ class Drain:
         if details is None and direct:
             chain[1] = int(crc) if crc is not None else None
             self._io.submit(stage, self._write_encoded, ch, events, crc, crc_in, int(last), int(clamped))
+            self._inflight.append(stage)
             if chain[1] is None:
-                self._io.wait(stage)  # no CRC to chain from: the write computes it
+                self._settle_all()  # no CRC to chain from: the write computes it
                 chain[1] = writer.index_crc
             return n
         # A detail batch refers to the drain's detail staging: write it now,
         # after the chunks before it.
-        self._io.wait_all()
+        self._settle_all()
         try:
             writer.write_events(events, details)
         except (WriteError, AtfV2Error) as exc:
@@ -338,6 +356,31 @@ class Drain:
             ctrl[CTRL_DETAIL_WRITTEN] += np.uint64(kept)
             ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
         return n
+
+    def _acquire_stage(self) -> int:
+        """A staging buffer no write still reads: a free one, a new one while
+        writes lag (up to ``_max_stages``), else the oldest in flight once written."""
+        inflight = self._inflight
+        while inflight and self._io.done(inflight[0]):
+            stage = inflight.popleft()
+            self._io.wait(stage)  # raises what its job raised
+            self._free_stages.append(stage)
+        if self._free_stages:
+            return self._free_stages.pop()
+        if len(self._stages) < self._max_stages:
+            self._stages.append(_take_stage(self._chunk))
+            return len(self._stages) - 1
+        stage = inflight.popleft()
+        self._io.wait(stage)
+        return stage
+
+    def _settle_all(self) -> None:
+        """Wait for every write handed to the I/O thread; their stages are free again."""
+        try:
+            self._io.wait_all()
+        finally:
+            self._free_stages.extend(self._inflight)
+            self._inflight.clear()
 
     def _write_encoded(self, ch: ThreadChannel, events: np.ndarray, crc, crc_in: int, last: int, clamped: int) -> None:
         """Write one encoded chunk (on the write-behind thread) and account for it."""
@@ -372,7 +415,7 @@ class Drain:
         lengths = ends - starts
         new_offsets = np.zeros(kept + 1, dtype=np.int64)
         np.cumsum(lengths, out=new_offsets[1:])
-        payload = np.concatenate([self._d_payload[s:e] for s, e in zip(starts, ends)]) if kept else self._d_payload[:0]
+        payload = np.concatenate([self._d_payload[s:e] for s, e in zip(starts, ends, strict=True)]) if kept else self._d_payload[:0]
         return DetailBatch(
             self._d_positions[:kept].copy(), payload, new_offsets, self._d_type[:m][keep], self._d_flags[:m][keep]
         )
@@ -389,7 +432,10 @@ class Drain:
         """Last pass over a thread: drain, account for stragglers, finalize, release."""
         ctrl = ch.ctrl
         ctrl[CTRL_ENABLED] = 0
-        self._drain(ch)
+        try:
+            self._drain(ch)
+        finally:
+            self._settle_all()  # every chunk of this thread is written (or counted) before it is finalized
         # Anything pushed after that pass never reaches the encoder: consume it
         # and count it, so recorded == written + dropped holds exactly.
         late = index_ring_discard(ctrl)
@@ -437,8 +483,10 @@ def _take_stage(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _give_stage(stage: tuple[np.ndarray, np.ndarray]) -> None:
+    # All of them (at most WRITE_BEHIND_CHUNKS): a process that needed them
+    # once keeps their pages resident rather than fault them in again.
     with _stages_lock:
-        if len(_spare_stages) < 2:
+        if len(_spare_stages) < WRITE_BEHIND_CHUNKS:
             _spare_stages.append(stage)
 
 
@@ -486,6 +534,11 @@ class _WriteBehind:
             finally:
                 self.cpu_s += time.thread_time() - c0
                 done.set()
+
+    def done(self, tag: int) -> bool:
+        """Whether the job of ``tag`` (if any) has finished (without raising its error)."""
+        job = self._pending.get(tag)
+        return job is None or job.is_set()
 
     def wait(self, tag: int) -> None:
         done = self._pending.pop(tag, None)

@@ -181,7 +181,8 @@ class ThreadChannel:
         self.manifest_entry = None  # its manifest "threads" entry, once closed
         self.time_start_ns: int | None = None
         self.time_end_ns: int | None = None
-        self.last_ts_ns = 0
+        self.last_ts_ns = 0  # of the last event written
+        self.encoded_chain: "list | None" = None  # [last timestamp, CRC] of what is encoded, written or not
         self.timestamps_clamped = 0
         self.reported = False  # the drain has told the session this channel closed
 
