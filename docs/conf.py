@@ -54,3 +54,14 @@ os.chdir(_doc_cwd)
 _doc_tmp.cleanup()
 """
 nitpicky = False
+
+
+def _skip_namedtuple_aliases(app, what, name, obj, skip, options):
+    """NamedTuple fields are in the class signature; their generated docstrings only say "Alias for field number N"."""
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_namedtuple_aliases)

@@ -75,6 +75,7 @@ class DetailEvent(NamedTuple):
 
     @property
     def return_value(self) -> Any:
+        """RETURN: the returned value (None for other events and opaque payloads)."""
         d = self.decoded()
         return None if d is None else d.return_value
 
@@ -126,7 +127,7 @@ class DetailReader(HeaderFooterMixin):
     complete event and ``recovered`` is True.
     """
 
-    #: issue 5: symbols (SymbolTable or {function_id: symbol}) that events read here use for argument names
+    #: symbols (SymbolTable or {function_id: symbol}) that events read here use for argument names (issue 5)
     symbols: Any = None
 
     def __init__(self, path: str | os.PathLike[str]):

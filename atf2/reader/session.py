@@ -73,10 +73,12 @@ class SessionReader:
 
     @property
     def manifest_path(self) -> str:
+        """Path of the session's ``manifest.json``."""
         return os.path.join(self.session_dir, "manifest.json")
 
     @property
     def status(self) -> str:
+        """The manifest's status: "complete", "recording" (still recording, or the recorder was killed) or "recovered"."""
         return self.manifest["status"]
 
     @property
@@ -86,6 +88,7 @@ class SessionReader:
 
     @property
     def thread_ids(self) -> list:
+        """Thread numbers N of the session, in order."""
         return [t.thread_id for t in self.threads]
 
     def thread(self, thread_id: int) -> ThreadReader:
@@ -97,11 +100,13 @@ class SessionReader:
 
     @property
     def clock_type(self) -> int | None:
+        """``CLOCK_*`` code of the timestamps (3: CLOCK_BOOTTIME), None for a session without threads."""
         if "clock_type" in self.manifest:
             return self.manifest["clock_type"]
         return self.threads[0].index.clock_type if self.threads else None
 
     def event_count(self) -> int:
+        """Index events of all threads."""
         return sum(len(t.index) for t in self.threads)
 
     def time_range(self) -> tuple[int, int]:
@@ -193,16 +198,19 @@ class SessionReader:
     # ------------------------------------------------- analysis (atf2.analysis)
 
     def summary(self, **kw: Any) -> Any:
+        """``atf2.summary(self, **kw)``."""
         from ..analysis import summary
 
         return summary(self, **kw)
 
     def intervals(self, **kw: Any) -> Any:
+        """``atf2.intervals(self, **kw)``."""
         from ..analysis import intervals
 
         return intervals(self, **kw)
 
     def export_chrome(self, path: str | os.PathLike[str], **kw: Any) -> Any:
+        """``atf2.export_chrome(self, path, **kw)``."""
         from ..export import export_chrome
 
         return export_chrome(self, path, **kw)
@@ -210,6 +218,7 @@ class SessionReader:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
+        """Unmap every file (zero-copy arrays taken from them keep their mapping alive)."""
         for t in self.threads:
             t.close()
 

@@ -51,26 +51,32 @@ class ThreadReader:
 
     @property
     def thread_id(self) -> int:
+        """The thread number N (from the index header)."""
         return self.index.thread_id
 
     @property
     def has_detail(self) -> bool:
+        """Whether the thread has a detail.atf."""
         return self.detail is not None
 
     @property
     def recovered(self) -> bool:
+        """True when a file was read without its footer (recorder killed)."""
         return self.index.recovered or (self.detail is not None and self.detail.recovered)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def event_count(self) -> int:
+        """Events in index.atf."""
         return len(self.index)
 
     def detail_count(self) -> int:
+        """Events in detail.atf (0 without one)."""
         return 0 if self.detail is None else len(self.detail)
 
     def time_range(self) -> tuple[int, int]:
+        """(first, last) timestamp of the index; (0, 0) when empty."""
         return self.index.time_range()
 
     def get_detail_for(self, index_event: Any) -> DetailEvent | None:
@@ -107,6 +113,7 @@ class ThreadReader:
         return out
 
     def close(self) -> None:
+        """Unmap both files."""
         if self.detail is not None:
             self.detail.close()
         self.index.close()
