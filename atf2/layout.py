@@ -37,6 +37,21 @@ import sys
 
 import numpy as np
 
+
+def field_names(dtype: np.dtype) -> tuple[str, ...]:
+    """The field names of a structured dtype, in order."""
+    if dtype.names is None:
+        raise TypeError(f"{dtype} is not a structured dtype")
+    return dtype.names
+
+
+def field_offset(dtype: np.dtype, name: str) -> int:
+    """Byte offset of field ``name`` in a structured dtype."""
+    if dtype.fields is None:
+        raise TypeError(f"{dtype} is not a structured dtype")
+    return int(dtype.fields[name][1])
+
+
 # ---------------------------------------------------------------------------
 # Magics, versions, codes
 # ---------------------------------------------------------------------------
@@ -197,14 +212,14 @@ assert INDEX_FOOTER_SIZE == 64
 assert DETAIL_HEADER_SIZE == 64
 assert DETAIL_EVENT_HEADER_SIZE == 24
 assert DETAIL_FOOTER_SIZE == 64
-assert DETAIL_HEADER_DTYPE.fields["events_offset"][1] == 20
-assert INDEX_HEADER_DTYPE.fields["clock_type"][1] == 16
+assert field_offset(DETAIL_HEADER_DTYPE, "events_offset") == 20
+assert field_offset(INDEX_HEADER_DTYPE, "clock_type") == 16
 
 # Field offsets inside one index event, for kernels that work on raw bytes
 # (numba sees an index file as uint8; these are the only spellings).
-INDEX_EVENT_OFFSETS = {name: INDEX_EVENT_DTYPE.fields[name][1] for name in INDEX_EVENT_DTYPE.names}
+INDEX_EVENT_OFFSETS = {name: field_offset(INDEX_EVENT_DTYPE, name) for name in field_names(INDEX_EVENT_DTYPE)}
 DETAIL_EVENT_OFFSETS = {
-    name: DETAIL_EVENT_HEADER_DTYPE.fields[name][1] for name in DETAIL_EVENT_HEADER_DTYPE.names
+    name: field_offset(DETAIL_EVENT_HEADER_DTYPE, name) for name in field_names(DETAIL_EVENT_HEADER_DTYPE)
 }
 OFF_DETAIL_TOTAL_LENGTH = DETAIL_EVENT_OFFSETS["total_length"]
 OFF_DETAIL_EVENT_TYPE = DETAIL_EVENT_OFFSETS["event_type"]
@@ -390,9 +405,9 @@ DETAIL_RING_ALIGN = 8
 DETAIL_RING_TYPE_SHIFT = 32
 DETAIL_RING_FLAGS_SHIFT = 48
 assert DETAIL_RING_HEADER_SIZE == 16
-assert DETAIL_RING_RECORD_DTYPE.fields["total_length"][1] == 8
-assert DETAIL_RING_RECORD_DTYPE.fields["event_type"][1] == 8 + DETAIL_RING_TYPE_SHIFT // 8
-assert DETAIL_RING_RECORD_DTYPE.fields["flags"][1] == 8 + DETAIL_RING_FLAGS_SHIFT // 8
+assert field_offset(DETAIL_RING_RECORD_DTYPE, "total_length") == 8
+assert field_offset(DETAIL_RING_RECORD_DTYPE, "event_type") == 8 + DETAIL_RING_TYPE_SHIFT // 8
+assert field_offset(DETAIL_RING_RECORD_DTYPE, "flags") == 8 + DETAIL_RING_FLAGS_SHIFT // 8
 
 # ---------------------------------------------------------------------------
 # Python detail payload (issue 5: atf2.payload; every byte in atf2/PAYLOAD.md)
@@ -478,7 +493,7 @@ PAYLOAD_U32_MAX = 0xFFFFFFFF
 PAYLOAD_U16_MAX = 0xFFFF
 
 assert PAYLOAD_HEADER_SIZE == 16
-assert PAYLOAD_HEADER_DTYPE.fields["arg_count"][1] == 12
+assert field_offset(PAYLOAD_HEADER_DTYPE, "arg_count") == 12
 
 
 def _payload_struct_sizes_agree() -> bool:

@@ -50,6 +50,7 @@ from .layout import (
     INDEX_HEADER_SIZE,
     INDEX_MAGIC,
     THREAD_DIR_PREFIX,
+    field_offset,
 )
 from .manifest import STATUS_RECORDING, manifest_path, read_manifest
 
@@ -83,7 +84,7 @@ def _map(path: str) -> np.ndarray:
 def crc32(buf: np.ndarray) -> int:
     crc = 0
     for start in range(0, len(buf), _CRC_BLOCK):
-        crc = zlib.crc32(buf[start : start + _CRC_BLOCK], crc)
+        crc = zlib.crc32(buf[start : start + _CRC_BLOCK].data, crc)
     return crc
 
 
@@ -93,7 +94,8 @@ class IndexProbe(NamedTuple):
     header: np.void | None  #: None when the file is shorter than a header
     footer: np.void | None  #: None when no footer was found
     footer_offset: int | None
-    count: int  #: events on disk (the footer's count, or what the size holds)
+    #: events on disk (the footer's count, or what the size holds)
+    count: int  # type: ignore[assignment]  # shadows tuple.count, on purpose
     trailing: int  #: bytes after the last complete event (no footer) or after the footer
 
     @property
@@ -149,7 +151,7 @@ class DetailProbe(NamedTuple):
     error_offset: int
 
     @property
-    def count(self) -> int:
+    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count, on purpose
         return len(self.offsets)
 
     def headers(self) -> np.ndarray:
@@ -194,10 +196,10 @@ class _Report:
 
 
 def _field_offset(dtype: np.dtype, name: str, base: int = 0) -> int:
-    return base + dtype.fields[name][1]
+    return base + field_offset(dtype, name)
 
 
-def _check_header_common(rep, path, header, dtype, magic, thread_id) -> bool:
+def _check_header_common(rep: _Report, path: str, header: np.void, dtype: np.dtype, magic: bytes, thread_id: int) -> bool:
     if bytes(header["magic"]) != magic:
         rep.add(path, 0, f"bad magic {bytes(header['magic'])!r} (expected {magic!r})")
         return False
@@ -210,7 +212,7 @@ def _check_header_common(rep, path, header, dtype, magic, thread_id) -> bool:
     return True
 
 
-def _check_index(rep: _Report, probe: IndexProbe, thread_id: int, clock_type, detail: DetailProbe | None) -> None:
+def _check_index(rep: _Report, probe: IndexProbe, thread_id: int, clock_type: int | None, detail: DetailProbe | None) -> None:
     path = probe.path
     if probe.header is None:
         rep.add(path, 0, f"file of {len(probe.buf)} bytes is shorter than the {INDEX_HEADER_SIZE}-byte header")
@@ -233,6 +235,7 @@ def _check_index(rep: _Report, probe: IndexProbe, thread_id: int, clock_type, de
             rep.add(path, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * n, f"{probe.trailing} trailing bytes of a partial event")
     else:
         f, at = probe.footer, probe.footer_offset
+        assert at is not None  # a footer was found, so it has an offset
         if int(f["event_count"]) != n:
             rep.add(path, _field_offset(INDEX_FOOTER_DTYPE, "event_count", at), f"footer event_count {int(f['event_count'])} but the footer sits after {n} events")
         if int(f["bytes_written"]) != INDEX_EVENT_SIZE * n:
@@ -300,6 +303,7 @@ def _check_detail(rep: _Report, probe: DetailProbe, thread_id: int, index: Index
             rep.add(path, probe.events_end, f"{len(probe.buf) - probe.events_end} trailing bytes of a partial detail event")
     else:
         f, at = probe.footer, probe.footer_offset
+        assert at is not None  # a footer was found, so it has an offset
         for name, want in (("event_count", n), ("bytes_length", length)):
             if int(f[name]) != want:
                 rep.add(path, _field_offset(DETAIL_FOOTER_DTYPE, name, at), f"footer {name} {int(f[name])}, the events say {want}")
@@ -362,10 +366,11 @@ def verify_session(session_dir: str | os.PathLike[str], notes: list | None = Non
     except AtfV2Error as exc:
         rep.add(mpath, None, exc.reason)
         manifest = None
+    status = manifest.get("status") if manifest is not None else None
     on_disk = _thread_dirs_on_disk(session_dir)
     entries = {}
     if manifest is not None:
-        if manifest.get("status") == STATUS_RECORDING:
+        if status == STATUS_RECORDING:
             rep.add(mpath, None, 'status is "recording": the recorder is running or was killed; run `atf2 recover`')
         entries = {int(t["id"]): t for t in manifest["threads"]}
         for tid in sorted(on_disk - set(entries)):
@@ -398,9 +403,9 @@ def verify_session(session_dir: str | os.PathLike[str], notes: list | None = Non
             actual["time_start_ns"] = int(index.events[0]["timestamp_ns"])
             actual["time_end_ns"] = int(index.events[-1]["timestamp_ns"])
         for key, want in actual.items():
-            if key in entry and entry[key] != want and manifest.get("status") != STATUS_RECORDING:
+            if key in entry and entry[key] != want and status != STATUS_RECORDING:
                 rep.add(mpath, None, f"{where}: {key} is {entry[key]}, the files hold {want}")
-    if manifest is not None and starts and manifest.get("status") != STATUS_RECORDING:
+    if manifest is not None and starts and status != STATUS_RECORDING:
         t0, t1 = manifest.get("time_start_ns"), manifest.get("time_end_ns")
         if t0 and t0 > min(starts):
             rep.add(mpath, None, f"time_start_ns {t0} is after the first event ({min(starts)})")
