@@ -51,19 +51,27 @@ def _drops(ctrl: np.ndarray, base: int) -> dict:
 class LaneStats:
     """One lane (index or detail) of one thread, or summed over threads."""
 
+    #: records the producers pushed (index lane: events recorded)
     recorded: int = 0
+    #: records the drain wrote to the files
     written: int = 0
+    #: records dropped, all reasons (``sum(drops.values())``)
     dropped: int = 0
+    #: records dropped per reason (``atf2.layout.DROP_REASON_NAMES``)
     drops: dict = field(default_factory=lambda: dict.fromkeys(DROP_REASON_NAMES.values(), 0))
+    #: records still in the rings or in the drain's hands (0 once the thread is finalized)
     pending: int = 0
     #: bytes accepted by the writer (index: 32 per event; detail: payload bytes)
     bytes_written: int = 0
+    #: full rings the producers handed to the drain
     rings_submitted: int = 0
     #: most records (index) / bytes (detail) ever waiting in the pool
     high_water: int = 0
     #: "normal" or "high" (index lane; hysteresis between the two watermarks)
     watermark_state: str = "normal"
+    #: times the lane went from normal to high
     watermark_crossings: int = 0
+    #: the high and low watermarks, in records waiting
     watermark_high: int = 0
     watermark_low: int = 0
 
@@ -126,12 +134,19 @@ class LaneStats:
 
 @dataclass
 class ThreadStats:
+    """One registered thread: its lanes, files and time range."""
+
+    #: the session-local thread number N (``thread_N/``)
     thread_id: int
+    #: ``threading.get_native_id()`` of the thread
     os_thread_id: int
+    #: the thread's name (``threading.current_thread().name``)
     name: str
     #: "active", "exited" (finalizing) or "closed" (files finalized)
     state: str
+    #: index lane (of this thread, or summed over threads)
     index: LaneStats
+    #: detail lane (of this thread, or summed over threads)
     detail: LaneStats
     index_file_bytes: int = 0
     detail_file_bytes: int = 0
@@ -152,14 +167,21 @@ class ThreadStats:
 
 @dataclass
 class SessionStats:
+    """A session's figures: its threads, its lanes summed over threads, the drain's work."""
+
     session_dir: str
     #: "recording", "complete", or "disabled" (in a forked child)
     status: str
     pid: int
+    #: seconds from start to stop (to now while recording)
     elapsed_s: float
+    #: one ``ThreadStats`` per registered thread, by thread number
     threads: list
+    #: index lane (of this thread, or summed over threads)
     index: LaneStats
+    #: detail lane (of this thread, or summed over threads)
     detail: LaneStats
+    #: cycles the drain ran
     drain_cycles: int = 0
     #: seconds the drain spent working (not sleeping)
     drain_busy_s: float = 0.0
@@ -171,6 +193,7 @@ class SessionStats:
     bytes_written: int = 0
     time_start_ns: int = 0
     time_end_ns: int = 0
+    #: write errors and other problems the drain met (the session went on)
     errors: list = field(default_factory=list)
 
     @property
