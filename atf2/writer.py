@@ -7,9 +7,17 @@ encoding (thread ids, detail links, detail framing) runs in Numba kernels
 (``atf2.kernels.encode``); the CRC-32 of each events section is zlib's
 polynomial, computed incrementally over the bytes as they are written, never
 by reading the file back (``atf2.kernels.crc``: a PCLMULQDQ kernel where the
-CPU has it, ``zlib.crc32`` elsewhere; the same value either way). Large batches are cut into chunks and pipelined: while one chunk
-is written, a helper thread encodes the next one and computes its CRC (both
-release the GIL).
+CPU has it, ``zlib.crc32`` elsewhere; the same value either way).
+
+The hot path is one pass over the records: on CPUs with AVX2 + VPCLMULQDQ
+(``atf2.kernels.encode_wide``) a 256-bit kernel checks the timestamps and
+folds the CRC; records that already carry this writer's ``thread_id`` and
+``detail_seq = NO_DETAIL`` are then written from the caller's array without a
+copy, the others are encoded into a scratch buffer in the same pass. Large
+batches are cut into chunks and pipelined: while one chunk is written, a
+helper thread checks (or encodes) the next one and computes its CRC (the
+kernels and ``pwritev`` release the GIL). The first chunk is small, as
+nothing can be written before it is checked.
 
 Failure model: a batch is all or nothing. If a write fails (ENOSPC, EIO, EFBIG
 under RLIMIT_FSIZE), or the batch is rejected (timestamps going backwards), the
@@ -41,6 +49,7 @@ import numpy as np
 
 from .errors import AtfV2Error, SessionStateError, WriteError
 from .kernels import crc as _crc
+from .kernels import encode_wide as _wide
 from .kernels.crc import crc32
 from .kernels.encode import encode_index, encode_index_crc, first_decrease, frame_details
 from .layout import (
@@ -213,6 +222,25 @@ def _normalize_details(details: Any, events: np.ndarray):
         event_type = _column(details.event_type, np.uint16, "event_type", k)
     flags = np.zeros(k, dtype=np.uint16) if details.flags is None else _column(details.flags, np.uint16, "flags", k)
     return DetailBatch(positions, payload, offsets, event_type, flags)
+
+
+def _chunk_bounds(n: int) -> np.ndarray:
+    """Where a batch of ``n`` events is cut into pipelined chunks.
+
+    The first chunk is checked before anything can be written, so it is
+    small (an eighth of a chunk) and the next ones double up to
+    ``CHUNK_EVENTS``: the helper thread checks chunk ``k + 1`` while chunk
+    ``k`` is written. A last chunk shorter than half the one before joins
+    it. A 1M-event batch is 6 writes.
+    """
+    cuts = [0]
+    size = max(1, CHUNK_EVENTS // 8)
+    while cuts[-1] < n:
+        cuts.append(min(n, cuts[-1] + size))
+        size = min(2 * size, CHUNK_EVENTS)
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < (cuts[-2] - cuts[-3]) // 2:
+        del cuts[-2]
+    return np.asarray(cuts, dtype=np.int64)
 
 
 def _write_all(fd: int, buffers: Sequence[Any], offset: int) -> None:
@@ -528,35 +556,54 @@ class ThreadWriter:
         return self._scratch[:count]
 
     def _write_index(self, events: np.ndarray, detail_pos: np.ndarray, offset: int, footer_for: Any) -> int:
-        """Encode, checksum and write ``events`` at ``offset``; return the new CRC.
+        """Check or encode, checksum and write ``events`` at ``offset``; return the new CRC.
 
         The last write also carries the footer ``footer_for(crc)`` describing
         the file with this batch, so that the file is complete after every
         batch and a failed batch can be cut off leaving room for the footer.
+        Records are checked (timestamps) before they are written, chunk by
+        chunk: a bad batch puts nothing past the previous batch on disk in
+        the common case (a bad timestamp in a later chunk is rolled back).
         """
         n = len(events)
         crc = self._index_crc
+        tid = self._thread_id
         detail_base = self._n_detail
         prev_ts = np.uint64(self._t_last)
-        nchunks = -(-n // CHUNK_EVENTS)
-        bufs = self._scratch_buffers(min(nchunks, 2), min(n, CHUNK_EVENTS))
+        cuts = _chunk_bounds(n)
+        nchunks = len(cuts) - 1
+        bufs = self._scratch_buffers(min(nchunks, 2), int(np.diff(cuts).max()))
         fused = _crc.kernel_ok()
-        bounds = np.searchsorted(detail_pos, np.arange(nchunks + 1, dtype=np.int64) * CHUNK_EVENTS) if len(detail_pos) else None
+        wide = fused and _wide.usable()
+        bounds = np.searchsorted(detail_pos, cuts) if len(detail_pos) else None
 
         def encode(c: int, crc_in: int):
-            lo = c * CHUNK_EVENTS
-            hi = min(lo + CHUNK_EVENTS, n)
+            lo = int(cuts[c])
+            hi = int(cuts[c + 1])
+            src = events[lo:hi]
             out = bufs[c % 2][: hi - lo]
+            prev = prev_ts if c == 0 else events[lo - 1]["timestamp_ns"]
+            if bounds is None and wide:
+                first = src[0]
+                if first["thread_id"] == tid and first["detail_seq"] == NO_DETAIL:
+                    # Perhaps the caller's records are already what the file
+                    # holds: check them in place and write them without a copy.
+                    status, crc_out = _wide.check_crc(src, tid, prev, crc_in)
+                    if status == _wide.ENCODED:
+                        return -1, int(crc_out), src
+                    if status >= 0:
+                        return lo + status, crc_in, out
+                bad, crc_out = _wide.encode_crc(src, out, tid, prev, crc_in)
+                return (lo + bad if bad >= 0 else -1), int(crc_out), out
             if bounds is not None:
                 pos = detail_pos[bounds[c] : bounds[c + 1]] - lo
                 base = detail_base + int(bounds[c])
             else:
                 pos, base = _EMPTY_I64, 0
-            prev = prev_ts if c == 0 else events[lo - 1]["timestamp_ns"]
             if fused:  # encode and checksum in one pass
-                bad, crc_out = encode_index_crc(events[lo:hi], out, self._thread_id, prev, pos, base, crc_in)
+                bad, crc_out = encode_index_crc(src, out, tid, prev, pos, base, crc_in)
                 return (lo + bad if bad >= 0 else -1), int(crc_out), out
-            bad = encode_index(events[lo:hi], out, self._thread_id, prev, pos, base)
+            bad = encode_index(src, out, tid, prev, pos, base)
             if bad >= 0:
                 return lo + bad, crc_in, out
             return -1, crc32(out.view(np.uint8), crc_in), out
@@ -568,11 +615,16 @@ class ThreadWriter:
             _write_all(self._index_fd, [out, footer_for(crc)], offset)
             return crc
         pool = _helper_pool()
-        future = pool.submit(encode, 0, crc)
+        # the first (small) chunk is checked here, the others by the helper
+        # thread while the previous one is written
+        first: Any = encode(0, crc)
+        future = None
         try:
             for c in range(nchunks):
-                bad, crc, out = future.result()
-                future = None
+                if future is not None:
+                    first = future.result()
+                    future = None
+                bad, crc, out = first
                 if bad >= 0:
                     raise self._order_error(events, bad)
                 if c + 1 < nchunks:
@@ -585,7 +637,7 @@ class ThreadWriter:
             if future is not None:  # a write failed while the next chunk was encoded
                 try:
                     future.result()
-                except BaseException:
+                except BaseException:  # noqa: BLE001 - the write's own error is the one raised
                     pass
         return crc
 
