@@ -89,3 +89,27 @@ def test_generated_tables_fail_the_build_when_the_page_disagrees_with_the_code(t
     assert "INDEX_FOOTER_DTYPE: the page and the code disagree: not described: ['reserved']; not in the code: ['padding']" in output
     assert "atf2.payload.PayloadOptions: the page and the code disagree: not described: ['repr_timeout_ns']" in output
     assert "EVENT_KIND_NAMES" not in output  # the table that agrees builds
+
+
+def _markdown_table(text: str, header: str) -> "list[list[str]]":
+    """Rows (cells stripped) of the Markdown table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_payload_page_tables_match_the_layout():
+    """atf2/PAYLOAD.md (the docs' payload page, included as is) is typed by hand: its tables must match atf2.layout."""
+    from atf2 import layout
+
+    text = (DOCS.parent / "atf2" / "PAYLOAD.md").read_text()
+    header = [(int(off), int(size), field) for off, size, field, _ in _markdown_table(text, "| off | size | field |")]
+    dtype = layout.PAYLOAD_HEADER_DTYPE
+    assert header == [(dtype.fields[n][1], dtype.fields[n][0].itemsize, n) for n in dtype.names]
+    tags = [(int(tag), name) for tag, name, *_ in _markdown_table(text, "| tag | name |")]
+    assert tags == [(code, name.upper()) for code, name in sorted(layout.PAYLOAD_VAL_NAMES.items())]
