@@ -177,6 +177,18 @@ def test_zero_copy_view_outlives_close(tmp_path):
 # --------------------------------------------------------------- DetailReader
 
 
+def test_detail_verify_reports_an_event_outside_the_file(tmp_path):
+    # The kernel's CHECK_BOUNDS answer: the message must not read the event
+    # (it used to, and failed with AttributeError instead; found by mypy).
+    _idx, det = make_thread(2, n=3)
+    p = tmp_path / "detail.atf"
+    p.write_bytes(detail_bytes(2, det))
+    with atf2.DetailReader(p) as r:
+        r._offsets = np.array([1 << 40], np.int64)  # forged: past the end of the file
+        with pytest.raises(CorruptFileError, match="detail event 0 lies outside the file"):
+            r.verify()
+
+
 def test_detail_reader_on_struct_file(tmp_path):
     _idx, det = make_thread(2, n=30)
     p = tmp_path / "detail.atf"

@@ -9,8 +9,10 @@ import struct
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import CorruptFileError
+from ..layout import field_names
 
 _STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i1": "b", "i2": "h", "i4": "i", "i8": "q"}
 
@@ -22,18 +24,18 @@ def struct_for(dtype: np.dtype) -> struct.Struct:
     that spells the layout.
     """
     codes = []
-    for name in dtype.names:
-        sub = dtype.fields[name][0]
+    for name in field_names(dtype):
+        sub = dtype[name]
         codes.append(_STRUCT_CODES[f"{sub.kind}{sub.itemsize}"])
     st = struct.Struct("<" + "".join(codes))
     assert st.size == dtype.itemsize
     return st
 
 
-def record_dict(record: Any) -> dict:
+def record_dict(record: np.void) -> dict[str, Any]:
     """A numpy structured scalar as a dict of plain Python values."""
     out = {}
-    for name in record.dtype.names:
+    for name in field_names(record.dtype):
         value = record[name]
         if isinstance(value, np.ndarray):
             value = value.tolist()
@@ -45,6 +47,11 @@ def record_dict(record: Any) -> dict:
 
 class MappedFile:
     """A read-only memory map of a whole file, with its size and a uint8 view."""
+
+    # None once closed (the readers test ``map is None``); typed for the open
+    # state, the one every other use sees.
+    map: mmap.mmap
+    bytes: npt.NDArray[np.uint8]
 
     def __init__(self, path: str | os.PathLike[str], min_size: int, what: str):
         self.path = os.fspath(path)
@@ -72,19 +79,19 @@ class MappedFile:
             os.close(fd)
         self.bytes = np.frombuffer(self.map, dtype=np.uint8)
 
-    def array(self, dtype: np.dtype, offset: int, count: int) -> np.ndarray:
+    def array(self, dtype: np.dtype, offset: int, count: int) -> npt.NDArray[Any]:
         """A zero-copy read-only view of ``count`` records at ``offset``."""
         return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset)
 
     def close(self) -> None:
-        self.bytes = None
+        self.bytes = None  # type: ignore[assignment]  # closed (see the class body)
         if self.map is not None:
             try:
                 self.map.close()
             except BufferError:
                 # a caller still holds a zero-copy view; the map is released with it
                 pass
-            self.map = None
+            self.map = None  # type: ignore[assignment]  # closed (see the class body)
 
 
 class HeaderFooterMixin:
@@ -103,11 +110,11 @@ class HeaderFooterMixin:
         return self._footer is None
 
     @property
-    def header(self) -> dict:
+    def header(self) -> dict[str, Any]:
         return record_dict(self._header)
 
     @property
-    def footer(self) -> dict | None:
+    def footer(self) -> dict[str, Any] | None:
         return None if self._footer is None else record_dict(self._footer)
 
     @property

@@ -37,6 +37,7 @@ from ..layout import (
     DETAIL_MAGIC,
     ENDIAN_LITTLE,
     FORMAT_VERSION,
+    field_offset,
 )
 from ._common import HeaderFooterMixin, MappedFile, struct_for
 from .index import VerifyResult, check_header
@@ -94,6 +95,8 @@ class DetailEvent(NamedTuple):
 
 class _DetailEventWithSymbols(DetailEvent):
     """A DetailEvent carrying its session's symbols (``.symbols``) for argument names (issue 5)."""
+
+    symbols: Any
 
 
 _DetailEventWithSymbols.__name__ = "DetailEvent"  # same repr as the plain event
@@ -169,7 +172,7 @@ class DetailReader(HeaderFooterMixin):
             raise CorruptFileError(
                 f"the footer says {expected} detail events, the events section holds {count}",
                 self.path,
-                size - DETAIL_FOOTER_SIZE + DETAIL_FOOTER_DTYPE.fields["event_count"][1],
+                size - DETAIL_FOOTER_SIZE + field_offset(DETAIL_FOOTER_DTYPE, "event_count"),
             )
         self._offsets = offsets
         self._seqs = seqs
@@ -226,7 +229,7 @@ class DetailReader(HeaderFooterMixin):
         self._check_open()
         off = int(self._offsets[i])
         fields = self._unpack(self._file.map, off)
-        event = DetailEvent(*fields, self._file.map[off + DETAIL_EVENT_HEADER_SIZE : off + fields[0]])
+        event = DetailEvent._make((*fields, self._file.map[off + DETAIL_EVENT_HEADER_SIZE : off + fields[0]]))
         if self.symbols is not None:  # issue 5: names for event.args
             event = _DetailEventWithSymbols(*event)
             event.symbols = self.symbols
@@ -282,17 +285,24 @@ class DetailReader(HeaderFooterMixin):
                 raise CorruptFileError(
                     f"CRC-32 mismatch: footer says {recorded:#010x}, events hash to {computed:#010x}",
                     self.path,
-                    self._file.size - DETAIL_FOOTER_SIZE + DETAIL_FOOTER_DTYPE.fields["checksum"][1],
+                    self._file.size - DETAIL_FOOTER_SIZE + field_offset(DETAIL_FOOTER_DTYPE, "checksum"),
                 )
         err, pos = check_detail(self._file.bytes, self._offsets, self.thread_id, index_count)
         if err:
-            e = self.get(pos) if err != CHECK_BOUNDS else None
-            msg = {
-                CHECK_THREAD_ID: f"detail event {pos} has thread_id {e.thread_id}, the header says {self.thread_id}",
-                CHECK_TIME_ORDER: f"detail event {pos} goes back in time",
-                CHECK_BOUNDS: f"detail event {pos} lies outside the file",
-                CHECK_DETAIL_LINK: f"detail event {pos} links to index event {e.index_seq}, which does not exist ({index_count} index events)",
-            }[err]
+            # Only the message that applies is built: an event outside the
+            # file cannot be read to describe it.
+            if err == CHECK_BOUNDS:
+                msg = f"detail event {pos} lies outside the file"
+            elif err == CHECK_TIME_ORDER:
+                msg = f"detail event {pos} goes back in time"
+            elif err == CHECK_THREAD_ID:
+                msg = f"detail event {pos} has thread_id {self.get(pos).thread_id}, the header says {self.thread_id}"
+            else:
+                assert err == CHECK_DETAIL_LINK, err
+                msg = (
+                    f"detail event {pos} links to index event {self.get(pos).index_seq}, "
+                    f"which does not exist ({index_count} index events)"
+                )
             raise CorruptFileError(msg, self.path, int(self._offsets[pos]))
         return VerifyResult(self.path, crc, recorded, computed, self._n)
 
