@@ -16,15 +16,23 @@ with the wrong event. An EXCEPTION event ends a call like a RETURN does.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from .kernels import intervals as _k
 from .kernels import summary as _ks
 from .kernels.intervals import FLAG_EXCEPTION, FLAG_RECURSIVE, FLAG_UNCLOSED, FLAG_UNOPENED
-from .layout import INDEX_EVENT_DTYPE
+from .layout import INDEX_EVENT_DTYPE, field_names
+
+if TYPE_CHECKING:
+    from .reader import SessionReader
+
+#: what the analyses read: a session, or an array of index events
+#: (INDEX_EVENT_DTYPE fields, plus ``thread`` when merged)
+EventSource: TypeAlias = "SessionReader | npt.NDArray[np.void]"
 
 __all__ = [
     "FLAG_EXCEPTION",
@@ -96,7 +104,7 @@ THREAD_SUMMARY_DTYPE = np.dtype(
 )
 
 SORT_KEYS = tuple(
-    name for name in FUNCTION_SUMMARY_DTYPE.names if name not in ("function_id", "thread")
+    name for name in field_names(FUNCTION_SUMMARY_DTYPE) if name not in ("function_id", "thread")
 )
 
 DEFAULT_CHUNK = 1 << 20
@@ -185,7 +193,7 @@ class _ThreadPairer:
 
 
 def _split_by_thread(events: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    column = "thread" if "thread" in events.dtype.names else "thread_id"
+    column = "thread" if "thread" in field_names(events.dtype) else "thread_id"
     if len(events) == 0:
         return []
     ids = events[column]
@@ -200,7 +208,7 @@ def _split_by_thread(events: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(ids[a]), ordered[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
-def thread_events(source, threads=None) -> list[tuple[int, np.ndarray]]:
+def thread_events(source: EventSource, threads: Iterable[int] | None = None) -> list[tuple[int, np.ndarray]]:
     """[(thread number, that thread's events)] of a reader or an event array.
 
     An array needs the INDEX_EVENT_DTYPE fields; it is split by its ``thread``
@@ -208,7 +216,7 @@ def thread_events(source, threads=None) -> list[tuple[int, np.ndarray]]:
     optional collection of thread numbers to keep."""
     if isinstance(source, np.ndarray):
         names = source.dtype.names or ()
-        missing = [n for n in INDEX_EVENT_DTYPE.names if n not in names]
+        missing = [n for n in field_names(INDEX_EVENT_DTYPE) if n not in names]
         if missing:
             raise TypeError(f"event array lacks the fields {missing} of INDEX_EVENT_DTYPE")
         pairs = _split_by_thread(source)
@@ -220,7 +228,8 @@ def thread_events(source, threads=None) -> list[tuple[int, np.ndarray]]:
     return pairs
 
 
-def iter_intervals(source, *, threads=None, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+def iter_intervals(
+    source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(thread, intervals)`` arrays (INTERVAL_DTYPE) as calls close,
     thread by thread, with memory bounded by ``chunk_size`` events. The
     arrays are reused between steps: copy what you keep."""
@@ -232,7 +241,7 @@ def iter_intervals(source, *, threads=None, chunk_size: int = DEFAULT_CHUNK) -> 
                 yield thread, chunk
 
 
-def intervals(source, *, threads=None, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+def intervals(source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
     """All CALL/RETURN intervals (INTERVAL_DTYPE), thread after thread; within
     a thread in the order the calls end (calls still open at the end last)."""
     pairs = thread_events(source, threads)
@@ -273,7 +282,7 @@ def _sorted(rows: np.ndarray, sort: str | None, top: int | None, by_thread: bool
     if sort is not None:
         if sort not in SORT_KEYS:
             raise ValueError(f"unknown sort key {sort!r}; one of {', '.join(SORT_KEYS)}")
-        keys = (rows["function_id"], -rows[sort].astype(np.float64))
+        keys: tuple[np.ndarray, ...] = (rows["function_id"], -rows[sort].astype(np.float64))
         if by_thread:
             keys = keys + (rows["thread"],)
         rows = rows[np.lexsort(keys)]
@@ -290,9 +299,9 @@ def _sorted(rows: np.ndarray, sort: str | None, top: int | None, by_thread: bool
 
 
 def summary(
-    source,
+    source: EventSource,
     *,
-    threads=None,
+    threads: Iterable[int] | None = None,
     sort: str | None = "incl_total_ns",
     top: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
