@@ -229,7 +229,8 @@ def thread_events(source: EventSource, threads: Iterable[int] | None = None) -> 
 
 
 def iter_intervals(
-    source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(thread, intervals)`` arrays (INTERVAL_DTYPE) as calls close,
     thread by thread, with memory bounded by ``chunk_size`` events. The
     arrays are reused between steps: copy what you keep."""
