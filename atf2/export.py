@@ -22,13 +22,18 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .analysis import FLAG_EXCEPTION, FLAG_UNCLOSED, FLAG_UNOPENED, _IdMap, _ThreadPairer, thread_events
 from .errors import AtfV2Error
 from .layout import NO_DETAIL
+
+if TYPE_CHECKING:
+    from .analysis import EventSource
+    from .reader import DetailReader, SessionReader
 
 __all__ = ["export_chrome"]
 
@@ -41,7 +46,7 @@ PROGRESS_THRESHOLD = 1_000_000
 class _Progress:
     """A one-line stderr progress display, redrawn at most 5 times a second."""
 
-    def __init__(self, total: int, enabled: bool, stream=None) -> None:
+    def __init__(self, total: int, enabled: bool, stream: IO[str] | None = None) -> None:
         self.total = max(int(total), 1)
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
@@ -83,7 +88,7 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     return repr(value)
 
 
-def _detail_args(detail, seq: int, function_name) -> dict:
+def _detail_args(detail: DetailReader, seq: int, function_name: Callable[[int], str]) -> dict:
     event = detail.get(seq)
     try:
         decoded = event.decoded()
@@ -106,7 +111,7 @@ def _detail_args(detail, seq: int, function_name) -> dict:
 class _Names:
     """Event names and categories per function id, JSON-escaped once."""
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader: SessionReader | None) -> None:
         self.reader = reader
         self.cache: dict = {}
 
@@ -125,7 +130,7 @@ class _Names:
         return hit
 
 
-def _pid_of(reader) -> int:
+def _pid_of(reader: SessionReader | None) -> int:
     if reader is None:
         return 1
     pid = reader.manifest.get("pid")
@@ -144,10 +149,10 @@ def _thread_label(entry: dict, tid: int) -> str:
 
 
 def export_chrome(
-    source,
+    source: EventSource | str | os.PathLike[str],
     path: str | os.PathLike[str],
     *,
-    threads=None,
+    threads: Iterable[int] | None = None,
     relative: bool = True,
     details: bool = True,
     progress: bool | None = None,
@@ -162,20 +167,28 @@ def export_chrome(
     "intervals", "bytes", "seconds"}``.
     """
     started = time.perf_counter()
-    own = False
+    own = None  # a reader opened here, closed here
     if isinstance(source, (str, os.PathLike)):
         from .reader import SessionReader
 
-        source = SessionReader(source)
-        own = True
+        source = own = SessionReader(source)
     try:
         return _export(source, os.fspath(path), threads, relative, details, progress, chunk_size, started)
     finally:
-        if own:
-            source.close()
+        if own is not None:
+            own.close()
 
 
-def _export(source, path, threads, relative, details, progress, chunk_size, started) -> dict:
+def _export(
+    source: EventSource,
+    path: str,
+    threads: Iterable[int] | None,
+    relative: bool,
+    details: bool,
+    progress: bool | None,
+    chunk_size: int,
+    started: float,
+) -> dict:
     reader = None if isinstance(source, np.ndarray) else source
     pairs = thread_events(source, threads)
     total = sum(len(ev) for _, ev in pairs)
@@ -228,7 +241,7 @@ def _export(source, path, threads, relative, details, progress, chunk_size, star
             "seconds": time.perf_counter() - started}
 
 
-def _format_chunk(chunk: np.ndarray, events: np.ndarray, detail, names: _Names, head: str, origin: int) -> str:
+def _format_chunk(chunk: np.ndarray, events: np.ndarray, detail: DetailReader | None, names: _Names, head: str, origin: int) -> str:
     starts = (chunk["start_ns"].astype(np.int64) - np.int64(origin)).tolist() if origin else chunk["start_ns"].tolist()
     durs = np.where(chunk["end_ns"] >= chunk["start_ns"], chunk["end_ns"] - chunk["start_ns"], 0).tolist()
     fids = chunk["function_id"].tolist()
@@ -250,7 +263,7 @@ def _format_chunk(chunk: np.ndarray, events: np.ndarray, detail, names: _Names, 
                 args["unopened"] = True
             if fl & FLAG_EXCEPTION:
                 args["exception_exit"] = True
-        if call_seq is not None:
+        if detail is not None and call_seq is not None and ret_seq is not None:
             if call_seq[i] != NO_DETAIL:
                 args["call"] = _detail_args(detail, call_seq[i], names.name)
             if ret_seq[i] != NO_DETAIL:
