@@ -93,6 +93,16 @@ _lock = threading.Lock()
 _active: Tracer | None = None
 
 
+def _data_address(array: np.ndarray) -> int:
+    """``array.ctypes.data``, without building the ctypes helper (several µs per call)."""
+    return array.__array_interface__["data"][0]
+
+
+#: ``first_event_depth`` (nopython, for the bootstrap cfunc) as plain Python,
+#: for the threading bootstrap: calling a Numba dispatcher from Python costs µs.
+_first_event_depth = first_event_depth.py_func
+
+
 def _frames_below(frame) -> int:
     n = 0
     frame = frame.f_back
@@ -112,6 +122,7 @@ class _CodeTable:
     def __init__(self):
         self.capacity = _INITIAL_CAPACITY
         self.table = new_table(self.capacity)
+        self.address = _data_address(self.table)  # published in every control block
         self.count = 0
         self.pinned: list = []
         self.old_tables: list = []
@@ -155,8 +166,10 @@ class Tracer:
         self._bootstrap_address = bootstrap_hook.address if self.detail is None else self.detail.bootstrap_address
         if self.detail is not None:
             self.hook_address = self.detail.hook_address
+            self._call_hook = _hook_caller(self.hook_address)
         else:  # C-function events cost nothing unless recorded: two hook variants
             self.hook_address = capture_hook_c_calls.address if self.c_calls else capture_hook.address
+            self._call_hook = _call_capture_hook
 
     # ----------------------------------------------------------- slow paths
     def _register(self, subject) -> int:
@@ -194,13 +207,14 @@ class Tracer:
             table_rehash(self.codes.table, table, capacity - 1)
             self.codes.old_tables.append(self.codes.table)  # a hook never holds it across the swap, but be safe
             self.codes.table, self.codes.capacity = table, capacity
+            self.codes.address = _data_address(table)
             for ctrl in self._ctrls:
                 self._publish_table(ctrl)
         table_insert(self.codes.table, self.codes.capacity - 1, key, fid)
         self.codes.count += 1
 
     def _publish_table(self, ctrl) -> None:
-        ctrl[SLOT_TABLE_PTR] = self.codes.table.ctypes.data
+        ctrl[SLOT_TABLE_PTR] = self.codes.address
         ctrl[SLOT_TABLE_MASK] = self.codes.capacity - 1
 
     def _prepare(self, ctrl, depth: int) -> None:
@@ -214,40 +228,48 @@ class Tracer:
             self.detail.prepare(ctrl)
         self._ctrls.append(ctrl)
 
-    def _adopt(self, frame) -> int:
+    def _adopt_ctrl(self, frame):
         """Register the calling thread and install the capture hook on it.
 
-        Returns the address of its control block (CTRL_HOOK_DEPTH = frames
-        below ``frame``), or 0 when this thread is not to be traced (then its
-        profile function is removed). The session's own threads leave here
-        without taking any lock: they may be holding the session's.
+        Returns its control block (CTRL_HOOK_DEPTH = frames below ``frame``),
+        or None when this thread is not to be traced (then its profile
+        function is removed). The session's own threads leave here without
+        taking any lock: they may be holding the session's.
+
+        This runs on the new thread before its first event is recorded, once
+        per thread: it is the traced thread's whole fixed cost (with
+        registration), so it stays lean (no ``ndarray.ctypes``, no Numba
+        dispatch from Python: each costs microseconds).
         """
         if not self.active or threading.get_ident() in self.ignored or _internal_thread():
             _set_profile(None, None)
-            return 0
-        channel = self.session.register_current_thread()
-        ctrl = channel.ctrl
+            return None
+        ctrl = self.session.register_current_thread().ctrl
         depth = _frames_below(frame)
         with self._lock:
             if not self.active:  # stopped meanwhile: stay unhooked
                 _set_profile(None, None)
-                return 0
+                return None
             self._prepare(ctrl, depth)
             _set_profile(self.hook_address, id(ctrl))
             self.threads_adopted += 1
-            return ctrl.ctypes.data
+            return ctrl
+
+    def _adopt(self, frame) -> int:
+        """``_adopt_ctrl`` for the bootstrap cfunc: the control block's address, 0 if not traced."""
+        ctrl = self._adopt_ctrl(frame)
+        return 0 if ctrl is None else _data_address(ctrl)
 
     def _thread_start_hook(self, frame, event, arg):
         """threading.setprofile bootstrap: runs once, on a new thread's first event."""
-        ctrl_addr = self._adopt(frame)
-        if not ctrl_addr:
+        ctrl = self._adopt_ctrl(frame)
+        if ctrl is None:
             return None
         what = _EVENT_CODES.get(event)
         if what is None:
             return None
-        ctrl = self.session.register_current_thread().ctrl  # this thread's (idempotent)
-        ctrl[CTRL_HOOK_DEPTH] = int(first_event_depth(np.uint64(ctrl[CTRL_HOOK_DEPTH]), what))
-        (_call_capture_hook if self.detail is None else _hook_caller(self.hook_address))(ctrl, frame, what, arg)
+        ctrl[CTRL_HOOK_DEPTH] = _first_event_depth(int(ctrl[CTRL_HOOK_DEPTH]), what)
+        self._call_hook(ctrl, frame, what, arg)
         return None
 
     # ------------------------------------------------------------ lifecycle
