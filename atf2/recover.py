@@ -108,7 +108,7 @@ def _patch(path: str, writes: list[tuple[int, bytes]], size: int) -> None:
         os.close(fd)
 
 
-def _check_recoverable(probe, magic: bytes, thread_id: int) -> None:
+def _check_recoverable(probe: IndexProbe | DetailProbe, magic: bytes, thread_id: int) -> None:
     h = probe.header
     if h is None:
         return
@@ -160,7 +160,7 @@ def _recover_detail(plan: _Plan, n_index: int, log: list) -> int:
     footer = np.zeros(1, DETAIL_FOOTER_DTYPE)
     if untouched:
         footer[0] = d.footer
-        end = d.footer_offset + DETAIL_FOOTER_DTYPE.itemsize
+        end = cut + DETAIL_FOOTER_DTYPE.itemsize  # untouched: the footer sits at the cut
     else:
         _move_tail_aside(plan.dpath, d.buf, cut, log)
         footer["magic"] = DETAIL_FOOTER_MAGIC
@@ -219,7 +219,7 @@ def _recover_index(plan: _Plan, n_detail: int, clock_type: int, log: list, unlin
     if untouched:
         footer[0] = p.footer
     else:
-        _move_tail_aside(plan.ipath, p.buf, keep if p.footer is None else p.footer_offset + INDEX_FOOTER_DTYPE.itemsize, log)
+        _move_tail_aside(plan.ipath, p.buf, keep if p.footer_offset is None else p.footer_offset + INDEX_FOOTER_DTYPE.itemsize, log)
         if len(dangling):
             fixed = events[dangling].copy()
             unlinked.extend({"index_seq": int(i), "detail_seq": int(s)} for i, s in zip(dangling, fixed["detail_seq"], strict=True))
