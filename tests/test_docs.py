@@ -30,7 +30,7 @@ def _sphinx(builder: str, source: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc: subprocess.Popen) -> "tuple[int, str]":
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     output, _ = proc.communicate(timeout=300)
     return proc.returncode, output
 
@@ -91,7 +91,7 @@ def test_generated_tables_fail_the_build_when_the_page_disagrees_with_the_code(t
     assert "EVENT_KIND_NAMES" not in output  # the table that agrees builds
 
 
-def _markdown_table(text: str, header: str) -> "list[list[str]]":
+def _markdown_table(text: str, header: str) -> list[list[str]]:
     """Rows (cells stripped) of the Markdown table whose header line starts with ``header``."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
