@@ -24,9 +24,12 @@ import struct
 import sys
 import threading
 import time
-from typing import Any
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .layout import (
     CTRL_DETAIL_RING_BYTES,
@@ -78,6 +81,15 @@ from .layout import (
 )
 from .payload import REPRLIB_TYPES, PayloadEncoder, PayloadOptions, code_params
 
+if TYPE_CHECKING:
+    import argparse
+
+    from .flight import FlightOptions
+    from .flight_writer import FlightWriter
+    from .rings import ThreadChannel
+    from .session import Session
+    from .symbols import SymbolTable
+
 DETAIL_MODES = ("off", "always", "flight")
 
 
@@ -114,11 +126,11 @@ def _word(address: int) -> int:
     return ctypes.c_uint64.from_address(address).value
 
 
-def _probe_frame(a, b, c):
+def _probe_frame(a: object, b: object, c: object) -> tuple[int, int]:
     return _find_locals(sys._getframe(), a, b, c)
 
 
-def _find_locals(frame, a, b, c) -> tuple[int, int]:
+def _find_locals(frame: types.FrameType, a: object, b: object, c: object) -> tuple[int, int]:
     """(offset of the interpreter-frame pointer in a frame object, offset of its
     argument slots), or (0, 0) when this interpreter does not match the layout.
 
@@ -163,7 +175,7 @@ class DetailCapture:
     layout is unknown (``call_values``).
     """
 
-    def __init__(self, symbols, options: PayloadOptions | None = None):
+    def __init__(self, symbols: SymbolTable, options: PayloadOptions | None = None) -> None:
         from .kernels.detail_hook import bootstrap_hook_detail, capture_hook_detail, exception_trace_hook
 
         self.symbols = symbols
@@ -265,13 +277,13 @@ class DetailCapture:
         with self._lock:
             close_blocks(np.array([block.ctypes.data for block, _ in self._blocks], dtype=np.uint64))
 
-    def _publish(self, block) -> None:
+    def _publish(self, block: npt.NDArray[np.uint64]) -> None:
         block[DETAIL_CALL_INFO_TABLE] = self._codes.array.ctypes.data
         block[DETAIL_CALL_INFO_MASK] = self._codes.capacity - 1
         block[DETAIL_CALL_TYPE_TABLE] = self._types.array.ctypes.data
         block[DETAIL_CALL_TYPE_MASK] = self._types.capacity - 1
 
-    def _insert(self, table: _Table, key: int, value: int, pin) -> None:
+    def _insert(self, table: _Table, key: int, value: int, pin: object) -> None:
         """Add to one of the hook's tables (under the lock); a grown table is published to every block."""
         if table.insert(key, value):
             for block, _ in self._blocks:
@@ -280,7 +292,7 @@ class DetailCapture:
 
     # -- callbacks of the hook -------------------------------------------------
 
-    def code_info(self, frame) -> int:
+    def code_info(self, frame: types.FrameType) -> int:
         """First event of a code object: its recorded parameters, packed for the hook's table."""
         code = frame.f_code
         names = code_params(code)
@@ -292,7 +304,7 @@ class DetailCapture:
             self._insert(self._codes, id(code), info, code)
         return info
 
-    def type_info(self, obj) -> int:
+    def type_info(self, obj: object) -> int:
         """First value of a type the hook does not encode inline: its OBJECT head, or "use PayloadEncoder.value".
 
         Builtin containers go to the encoder (its reprlib bounds for big or
@@ -318,7 +330,7 @@ class DetailCapture:
         with self._lock:
             self._insert(self._types, id(t), DETAIL_TYPE_PYTHON, t)
 
-    def call_values(self, frame) -> bytes:
+    def call_values(self, frame: types.FrameType) -> bytes:
         """CALL values read through ``frame.f_locals`` (when the hook cannot read the frame itself)."""
         names = self._names.get(frame.f_code)
         if names is None:
@@ -441,9 +453,10 @@ def _ticks_per_ns() -> float:
 def _cell_type() -> type:
     x = 0
 
-    def inner():
+    def inner() -> int:
         return x
 
+    assert inner.__closure__ is not None  # it closes over x
     return type(inner.__closure__[0])
 
 
@@ -453,7 +466,7 @@ _set_trace_c.argtypes = (ctypes.c_void_p, ctypes.py_object)
 _set_trace_c.restype = None
 
 
-def _set_trace(address: int, obj) -> None:
+def _set_trace(address: int, obj: object) -> None:
     _set_trace_c(address, obj)
 
 
@@ -471,7 +484,7 @@ def _tracing() -> bool:
     return tracing_active()
 
 
-def mark_function_id(session) -> int:
+def mark_function_id(session: Session) -> int:
     """The function id of ``mark`` in ``session`` (the same the tracer gives its code)."""
     return session.symbols.register_code(mark.__code__, __name__)
 
@@ -507,7 +520,7 @@ def mark(reason: str = "") -> None:
 # -- session glue (flight mode) -------------------------------------------------
 
 
-def symbol_matcher(session, options) -> Any:
+def symbol_matcher(session: Session, options: FlightOptions) -> Callable[[int], bool]:
     """fid -> whether its CALL is a symbol trigger (qualname, name or module.qualname matches)."""
     symbols = session.symbols
 
@@ -522,18 +535,19 @@ def symbol_matcher(session, options) -> Any:
     return matches
 
 
-def make_flight_writer(session, channel):
+def make_flight_writer(session: Session, channel: ThreadChannel) -> FlightWriter:
     """The FlightWriter that stands between ``channel``'s drain and its ThreadWriter."""
     from .flight_writer import FlightWriter
 
     options = session.flight_options
+    assert options is not None  # only flight-mode sessions make flight writers
     return FlightWriter(
         channel.writer, channel.ctrl, channel.thread_id, options, symbol_matcher(session, options),
         {mark_function_id(session)}, session.config.detail_pool_bytes,
     )
 
 
-def session_windows(session) -> list:
+def session_windows(session: Session) -> list[dict[str, Any]]:
     """The manifest ``windows`` of a session: every finished window of every thread, by start time."""
     from .flight_writer import FlightWriter
 
@@ -547,7 +561,7 @@ def session_windows(session) -> list:
 # -- `atf2 record` flags ---------------------------------------------------------
 
 
-def add_record_arguments(parser) -> None:
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     """--detail MODE, --trigger ..., --pre-roll N[unit], --post-roll N[unit] (atf2 record)."""
     parser.add_argument("--detail", choices=DETAIL_MODES, default="off",
                         help="Python argument/return capture: off (default), always, or flight (kept only around triggers)")
@@ -559,7 +573,7 @@ def add_record_arguments(parser) -> None:
                         help="flight mode: events or time kept after a trigger (default 1000)")
 
 
-def record_session_options(args) -> dict:
+def record_session_options(args: argparse.Namespace) -> dict[str, Any]:
     """Session options from the flags of ``add_record_arguments``.
 
     Plain JSON values (``flight`` as the keyword arguments of
