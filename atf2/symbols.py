@@ -12,6 +12,7 @@ dict without it (reads of a dict are atomic under the GIL).
 from __future__ import annotations
 
 import threading
+import types
 from dataclasses import dataclass
 
 from .errors import AtfV2Error
@@ -34,7 +35,7 @@ class Symbol:
 class SymbolTable:
     """Thread-safe, append-only map between functions and their ids."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         # Re-entrant: under the lock ``register`` calls ``Symbol(...)``, Python
         # code; when the thread is traced with detail capture, that call runs
         # the capture hook, which registers the code object here again.
@@ -77,7 +78,7 @@ class SymbolTable:
             self._by_key[key] = fid
             return fid
 
-    def register_code(self, code, module: str | None = None) -> int:
+    def register_code(self, code: types.CodeType, module: str | None = None) -> int:
         """Register a Python code object (name, qualname, file, first line)."""
         return self.register(
             code.co_name,
@@ -94,7 +95,7 @@ class SymbolTable:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def __contains__(self, function_id) -> bool:
+    def __contains__(self, function_id: int) -> bool:
         return int(function_id) in self._by_id
 
     def to_manifest(self) -> tuple[list[dict], list[dict]]:

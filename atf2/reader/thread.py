@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import CorruptFileError, DanglingLinkError
 from ..layout import DETAIL_FILE_NAME, INDEX_FILE_NAME, NO_DETAIL
 from .detail import DetailEvent, DetailReader
-from .index import IndexReader
+from .index import IndexEvent, IndexReader
 
 
 def _field(event: Any, name: str) -> int:
@@ -91,7 +91,7 @@ class ThreadReader:
             raise DanglingLinkError(f"an event links to detail event {seq}, but the thread has no detail file", self.index.path)
         return self.detail.get(seq)
 
-    def get_index_for(self, detail_event: Any):
+    def get_index_for(self, detail_event: Any) -> IndexEvent:
         """The index event a detail event links back to (``index_seq``) (O(1)).
 
         Raises ``DanglingLinkError`` when the link points past the index file.
