@@ -123,6 +123,11 @@ class Figures:
 
     track_getitem_us.unit = "us"
 
+    def track_getitem_ratio_vs_raw_unpack(self, rows):
+        return rows["getitem"]["ratio_vs_raw_unpack"]
+
+    track_getitem_ratio_vs_raw_unpack.unit = "ratio"
+
     def track_take_ns_per_event(self, rows):
         return rows["take"]["value"]
 

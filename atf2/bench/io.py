@@ -12,7 +12,10 @@ Figures (sizes for the full run; ``quick`` divides them by 20):
   events; ``raw_mmap_scan_gb_s`` is a plain ``mmap`` + uint64 sum kernel over
   the same bytes.
 * ``getitem``: mean latency of ``reader[i]`` over 1M random positions (the
-  Python loop included).
+  Python loop included); ``raw_unpack_us`` is a bare
+  ``struct.Struct("<QQIIII").unpack_from(mmap, offset)`` loop over the same
+  positions, the floor for any reader written in Python, and
+  ``ratio_vs_raw_unpack`` the median of the per-repetition ratios (>= 1).
 * ``take``: ``reader.take(indices)`` per event, 1M random indices.
 * ``merge``: ``SessionReader.merged()`` over 4 threads x 2.5M events with
   irregularly interleaved timestamps, events/s; ``heapq_events_per_s`` is
@@ -39,9 +42,10 @@ import numpy as np
 from numba import njit
 
 from ..kernels.decode import scan_index
-from ..layout import INDEX_EVENT_DTYPE, INDEX_EVENT_SIZE, NO_DETAIL
+from ..layout import INDEX_EVENT_DTYPE, INDEX_EVENT_SIZE, INDEX_EVENTS_OFFSET, NO_DETAIL
 from ..manifest import write_manifest
 from ..reader import IndexReader, SessionReader
+from ..reader._common import struct_for
 from ..writer import ThreadWriter
 
 
@@ -151,7 +155,7 @@ def bench_read_scan(path: str, reps: int) -> dict:
 
 
 def bench_random_access(path: str, count: int, reps: int) -> list:
-    with IndexReader(path) as r:
+    with IndexReader(path) as r, open(path, "rb") as f:
         n = len(r)
         rng = np.random.default_rng(1)
         positions = rng.integers(0, n, count)
@@ -159,21 +163,43 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
         r.take(positions[:10])
         scan_index(r.events)  # fault the pages in, as an open reader would have them
         get = r.__getitem__
-        best_get = best_take = float("inf")
+        # the floor: a bare struct unpack of each record from an mmap, the
+        # same positions, no reader (CPython's own cost of the loop, the call
+        # and the tuple, and the cache/TLB miss at each position)
+        raw_map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        unpack = struct_for(INDEX_EVENT_DTYPE).unpack_from
+        best_get = best_take = best_raw = float("inf")
+        ratios = []
         for _ in range(reps):
             t0 = time.perf_counter()
             for i in as_list:
                 get(i)
-            best_get = min(best_get, time.perf_counter() - t0)
+            t_get = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in as_list:
+                unpack(raw_map, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * i)
+            t_raw = time.perf_counter() - t0
+            best_get = min(best_get, t_get)
+            best_raw = min(best_raw, t_raw)
+            ratios.append(t_get / t_raw)
             t0 = time.perf_counter()
             r.take(positions)
             best_take = min(best_take, time.perf_counter() - t0)
+        raw_map.close()
         t0 = time.perf_counter()
         for _ in as_list:
             pass
         loop = time.perf_counter() - t0
     return [
-        {"name": "getitem", "value": best_get / count * 1e6, "unit": "us/event", "positions": count, "empty_loop_us": loop / count * 1e6},
+        {
+            "name": "getitem",
+            "value": best_get / count * 1e6,
+            "unit": "us/event",
+            "positions": count,
+            "raw_unpack_us": best_raw / count * 1e6,
+            "ratio_vs_raw_unpack": float(np.median(ratios)),
+            "empty_loop_us": loop / count * 1e6,
+        },
         {"name": "take", "value": best_take / count * 1e9, "unit": "ns/event", "indices": count},
     ]
 
