@@ -118,3 +118,17 @@ def test_chunks_cover_the_batch(monkeypatch, n):
     assert sizes[0] == 1 or len(sizes) == 1  # the first chunk, checked before any write, is small
     assert sizes.max() <= 12  # a merged tail is at most 1.5 chunks
 
+
+
+@pytest.mark.parametrize("crc_kernel", [True, False])
+def test_without_the_wide_kernels_the_file_is_the_same(tmp_path, make_events, monkeypatch, crc_kernel):
+    """CPUs without VPCLMULQDQ (or without PCLMULQDQ: zlib) take the narrow paths: same bytes."""
+    monkeypatch.setattr(W, "CHUNK_EVENTS", 64)
+    ev = make_events(1000, thread_id=2, seed=6)
+    raw = ev.copy()
+    raw["thread_id"] = 0
+    want = _files_for(tmp_path / "wide", 2, [ev[:300], raw[300:]])
+    monkeypatch.setattr(EW, "usable", lambda: False)
+    if not crc_kernel:
+        monkeypatch.setattr(W._crc, "kernel_ok", lambda: False)
+    assert _files_for(tmp_path / "narrow", 2, [ev[:300], raw[300:]]) == want
