@@ -109,7 +109,7 @@ class FlightWriter:
             if fid not in self._symbol_cache:
                 self._symbol_cache[fid] = bool(self._symbol_trigger(fid))
         symbol_ids = [f for f in calls.tolist() if self._symbol_cache[f]]
-        marks = np.flatnonzero((kinds == EVENT_CALL) & np.isin(fids, self._mark_fids)) if self.options.marks else []
+        marks: np.ndarray | list[int] = np.flatnonzero((kinds == EVENT_CALL) & np.isin(fids, self._mark_fids)) if self.options.marks else []
         new = find_triggers(start, fids, kinds, events["timestamp_ns"], symbol_ids, self.options.exceptions,
                             [start + int(i) for i in marks], [int(events["timestamp_ns"][i]) for i in marks])
         # A mark's CALL event is the marker: make it a one-event trigger at its own position.

@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import ManifestError
 from .layout import (
@@ -41,7 +41,7 @@ MAX_THREAD_ID = 0xFFFFFFFF
 MAX_MANIFEST_BYTES = 256 << 20
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """True for a JSON/Python integer; ``bool`` does not count."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -23,7 +23,7 @@ import reprlib
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -433,7 +433,7 @@ class PayloadEncoder:
                 break
             values.append(_B_UNBOUND if a is UNBOUND else self.value(a))
         if arg_count is None:
-            arg_count = len(args) if hasattr(args, "__len__") else len(values)
+            arg_count = len(args) if isinstance(args, Sized) else len(values)
         arg_count = min(int(arg_count), PAYLOAD_U32_MAX)
         flags = PAYLOAD_F_ARGS_TRUNCATED if arg_count > len(values) else 0
         return self._frame(function_id, EVENT_CALL, values, stack, arg_count, flags)
@@ -481,7 +481,7 @@ class _Cursor:
 
     __slots__ = ("data", "pos")
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes | memoryview) -> None:
         self.data = data
         self.pos = 0
 

@@ -25,7 +25,6 @@ import gc
 import json
 import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -117,8 +116,8 @@ def run(quick: bool = False) -> list:
     repeat = 1 if quick else 7
     _ours(50, "always")  # compile and warm everything once
     _ours(50, "flight")
-    best = {}
-    calls = {}
+    best: dict[str, float] = {}
+    calls: dict[str, float] = {}
     for _ in range(repeat):
         gc.collect()
         best["untraced"] = min(best.get("untraced", 1e9), _untraced(records))
@@ -132,7 +131,7 @@ def run(quick: bool = False) -> list:
     base = best["untraced"]
     n_calls = calls["off"]
     per_call = {m: (best[m] - base) / n_calls * 1e9 for m in best if m != "untraced"}
-    viz = per_call.get("viztracer")
+    viz_ns = per_call.get("viztracer")
     rows = []
     for mode in ("off", "always", "flight"):
         row = {
@@ -141,14 +140,14 @@ def run(quick: bool = False) -> list:
             "unit": "ns/call",
             "calls": int(n_calls),
         }
-        if viz:
-            row["viztracer_args_ns"] = viz
-            row["ratio_to_viztracer"] = per_call[mode] / viz
+        if viz_ns:
+            row["viztracer_args_ns"] = viz_ns
+            row["ratio_to_viztracer"] = per_call[mode] / viz_ns
         rows.append(row)
     rows.append({"name": "W2 untraced", "value": base * 1e3, "unit": "ms", "calls": int(n_calls)})
-    if viz:
-        rows.append({"name": "W2 viztracer log_func_args+retval per call", "value": viz, "unit": "ns/call",
-                     "vs_detail_always": per_call["always"] / viz})
+    if viz_ns:
+        rows.append({"name": "W2 viztracer log_func_args+retval per call", "value": viz_ns, "unit": "ns/call",
+                     "vs_detail_always": per_call["always"] / viz_ns})
     return rows
 
 
@@ -162,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
 from ..errors import AtfV2Error
 from ..layout import EVENT_KIND_NAMES, NO_DETAIL
+from ..reader import DetailEvent
 from ._query import add_json_flag, add_session_argument, guarded, open_session
 
 #: events merged per step: memory stays flat whatever the session size
@@ -52,7 +54,8 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _detail_text(event, as_json: bool):
+def _detail_text(event: DetailEvent, as_json: bool) -> Any:  # a str, or a dict with as_json
+    error: str | None
     try:
         decoded = event.decoded()
     except AtfV2Error as exc:
@@ -62,7 +65,7 @@ def _detail_text(event, as_json: bool):
     if decoded is None:
         data = bytes(event.payload)
         if as_json:
-            out = {"payload_hex": data.hex()}
+            out: dict[str, Any] = {"payload_hex": data.hex()}
             if error:
                 out["decode_error"] = error
             return out
