@@ -310,6 +310,9 @@ def exception_details(reader, thread):
     return out
 
 
+# no_cover: the detail lane catches exceptions through a trace function it installs
+# only where the program has none (detail.py); coverage's tracer would be that one.
+@pytest.mark.no_cover
 def test_always_exceptions_have_type_and_message_in_every_frame_they_leave(tmp_path):
     path, _ = record(tmp_path, "exc", "always", exception_program)
     with SessionReader(path) as r:
@@ -322,6 +325,9 @@ def test_always_exceptions_have_type_and_message_in_every_frame_they_leave(tmp_p
         ] * 3 + [("caught_then_raised", ("TypeError", "raised later"))]
 
 
+# no_cover: the detail lane catches exceptions through a trace function it installs
+# only where the program has none (detail.py); coverage's tracer would be that one.
+@pytest.mark.no_cover
 def test_flight_exception_window_holds_the_exception(tmp_path):
     flight = FlightOptions.from_triggers(["exception"], 1, 1)
     path, _ = record(tmp_path, "fexc", "flight", lambda: run_program(10, fail_at=(3,)), flight=flight)
@@ -331,6 +337,9 @@ def test_flight_exception_window_holds_the_exception(tmp_path):
         assert exception_details(r, t) == [("failing", ("ValueError", "bad"))]
 
 
+# no_cover: the detail lane catches exceptions through a trace function it installs
+# only where the program has none (detail.py); coverage's tracer would be that one.
+@pytest.mark.no_cover
 def test_trace_function_of_the_program_is_left_alone_and_ours_is_removed(tmp_path):
     import sys
     import threading
@@ -493,6 +502,9 @@ def test_a_repr_that_never_returns_is_interrupted_and_its_type_skipped(tmp_path)
         assert [(v.type_name, v.status, v.text) for v in values] == [(f"{__name__}.Hang", "repr_skipped", "slow repr")] * 2
 
 
+# no_cover: the detail lane catches exceptions through a trace function it installs
+# only where the program has none (detail.py); coverage's tracer would be that one.
+@pytest.mark.no_cover
 def test_threads_started_during_the_session_record_exceptions_too(tmp_path):
     import threading
 
