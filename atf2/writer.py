@@ -79,6 +79,7 @@ from .layout import (
     INDEX_HEADER_DTYPE,
     INDEX_MAGIC,
     NO_DETAIL,
+    field_names,
     host_arch,
     host_os,
 )
@@ -158,10 +159,10 @@ def _as_events(events: Any) -> np.ndarray:
     if not isinstance(events, np.ndarray):
         raise AtfV2Error(f"events must be a numpy array of INDEX_EVENT_DTYPE, not {type(events).__name__}")
     if events.dtype != INDEX_EVENT_DTYPE:
-        if events.dtype.names is None or set(events.dtype.names) != set(INDEX_EVENT_DTYPE.names):
+        if events.dtype.names is None or set(events.dtype.names) != set(field_names(INDEX_EVENT_DTYPE)):
             raise AtfV2Error(f"events must have dtype INDEX_EVENT_DTYPE (fields {INDEX_EVENT_DTYPE.names}), not {events.dtype}")
         converted = np.empty(events.shape, dtype=INDEX_EVENT_DTYPE)
-        for name in INDEX_EVENT_DTYPE.names:  # by name: astype would match fields by position
+        for name in field_names(INDEX_EVENT_DTYPE):  # by name: astype would match fields by position
             converted[name] = events[name]
         events = converted
     if events.ndim != 1:
@@ -182,7 +183,7 @@ def _column(values: Any, dtype: Any, name: str, length: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _normalize_details(details: Any, events: np.ndarray):
+def _normalize_details(details: Any, events: np.ndarray) -> DetailBatch | None:
     """Validate ``details`` against a batch; return a DetailBatch of exact dtypes, or None."""
     n = len(events)
     if details is None:
@@ -205,7 +206,7 @@ def _normalize_details(details: Any, events: np.ndarray):
     payload = np.asarray(details.payload)
     if payload.dtype != np.uint8 or payload.ndim != 1:
         try:
-            payload = np.frombuffer(memoryview(payload).cast("B"), dtype=np.uint8)
+            payload = np.frombuffer(payload.data.cast("B"), dtype=np.uint8)
         except (TypeError, ValueError):
             raise AtfV2Error("details.payload must be a one-dimensional uint8 array") from None
     payload = np.ascontiguousarray(payload)
@@ -449,6 +450,7 @@ class ThreadWriter:
                     if self._detail_fd is None:
                         created_detail = True
                         self._open_detail()
+                    assert self._detail_fd is not None  # opened just above if it was not
                     framed = np.empty(k * DETAIL_EVENT_HEADER_SIZE + int(details.offsets[-1] - details.offsets[0]), dtype=np.uint8)
                     detail_len = frame_details(
                         events, details.positions, details.payload, details.offsets, details.event_type,
@@ -577,7 +579,7 @@ class ThreadWriter:
         wide = fused and _wide.usable()
         bounds = np.searchsorted(detail_pos, cuts) if len(detail_pos) else None
 
-        def encode(c: int, crc_in: int):
+        def encode(c: int, crc_in: int) -> tuple[int, int, np.ndarray]:
             lo = int(cuts[c])
             hi = int(cuts[c + 1])
             src = events[lo:hi]
@@ -719,6 +721,7 @@ class ThreadWriter:
 
     def _finalize_detail(self, do_sync: bool) -> None:
         fd = self._detail_fd
+        assert fd is not None  # called only when the detail file exists
         end = DETAIL_HEADER_SIZE + self._detail_bytes
         _write_all(fd, [self._current_detail_footer()], end)
         _ftruncate(fd, end + DETAIL_FOOTER_SIZE)
