@@ -174,7 +174,13 @@ class IndexReader(HeaderFooterMixin):
             raise ValueError(f"{self.path}: reader is closed")
 
     def __getitem__(
-        self, i: Any, _new=_new_tuple, _cls=IndexEvent, _unpack=_EVENT_STRUCT.unpack_from, _base=INDEX_EVENTS_OFFSET, _size=INDEX_EVENT_SIZE
+        self,
+        i: Any,
+        _new: Any = _new_tuple,
+        _cls: type = IndexEvent,
+        _unpack: Any = _EVENT_STRUCT.unpack_from,
+        _base: int = INDEX_EVENTS_OFFSET,
+        _size: int = INDEX_EVENT_SIZE,
     ) -> Any:
         # The hot path (a non-negative int in range) is kept to one chained
         # comparison, two attribute loads, one unpack and the named-tuple wrap;
