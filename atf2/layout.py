@@ -347,6 +347,7 @@ CTRL_HOOK_SCRATCH0 = 34
 CTRL_HOOK_SCRATCH1 = 35
 CTRL_HOOK_SCRATCH2 = 36
 CTRL_HOOK_SCRATCH3 = 37
+CTRL_INDEX_RING_COUNT_TARGET = 39  #: D: index rings the drain wants this thread to have (growth: the producer doubles RING_COUNT toward it, see index_ring_advance)
 # drop counters: CTRL_*_DROPS + reason code, DROP_REASON_SLOTS words per lane.
 # Reasons counted by the producer and by the drain live in distinct words.
 CTRL_INDEX_DROPS = 40
@@ -568,6 +569,7 @@ DETAIL_INFO_KEPT_MASK = 0xFF
 DETAIL_INFO_TRUNCATED = 0x100
 DETAIL_INFO_NPARAMS_SHIFT = 32
 assert CTRL_HOOK_SCRATCH3 < CTRL_HOOK_DETAIL < CTRL_INDEX_DROPS
+assert CTRL_HOOK_DETAIL < CTRL_INDEX_RING_COUNT_TARGET < CTRL_INDEX_DROPS
 
 #: detail drop reason (flight mode): captured, but outside every window, so not persisted
 DROP_OUTSIDE_WINDOW = 6

@@ -42,6 +42,7 @@ from .layout import (
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
+    CTRL_INDEX_RING_COUNT_TARGET,
     CTRL_INDEX_WM_HIGH,
     CTRL_INDEX_WM_LOW,
     CTRL_SLOTS,
@@ -57,9 +58,18 @@ from .layout import (
 class RingConfig:
     """Pool geometry shared by every thread of a session.
 
-    Defaults: 16 index rings of 64 Ki records (24 MiB of address space per
-    thread, 1 Mi events of backlog: 50 ms at 20 M events/s, more than two
-    flush intervals) and 8 detail rings of 1 MiB.
+    Defaults: 16 index rings of 64 Ki records (24 MiB per thread, 1 Mi
+    events of backlog: 50 ms at 20 M events/s, more than two flush
+    intervals) and 8 detail rings of 1 MiB.
+
+    Growth: a thread's index pool may double its ring count up to
+    ``ring_growth`` times its initial rings, when the drain finds its backlog
+    over the low watermark (a thread producing faster than the drain gets a
+    core or a disk to write with). The address space for the largest pool is
+    reserved when the thread registers (``numpy.empty``: no memory until
+    touched), so a thread costs what it uses: at most 24 MiB at the default
+    rate of events, up to 192 MiB (8 Mi events: 400 ms at 20 M events/s)
+    only for a thread the drain could not keep up with.
     """
 
     ring_capacity: int = 1 << 16
@@ -70,6 +80,8 @@ class RingConfig:
     #: watermarks, as fractions of the index pool (high > low: hysteresis)
     high_watermark: float = 0.75
     low_watermark: float = 0.25
+    #: the most an index pool may grow, as a multiple of ring_count (a power of two; 1: fixed)
+    ring_growth: int = 8
 
     def __post_init__(self):
         def check(ok: bool, what: str):
@@ -85,11 +97,21 @@ class RingConfig:
             f"detail_ring_bytes={self.detail_ring_bytes!r} (>= {2 * DETAIL_RING_HEADER_SIZE}, multiple of {DETAIL_RING_ALIGN})",
         )
         check(isinstance(self.detail_ring_count, int) and self.detail_ring_count >= 2, f"detail_ring_count={self.detail_ring_count!r} (>= 2)")
+        check(
+            isinstance(self.ring_growth, int) and self.ring_growth >= 1 and self.ring_growth & (self.ring_growth - 1) == 0,
+            f"ring_growth={self.ring_growth!r} (a power of two >= 1)",
+        )
         check(0.0 < self.low_watermark < self.high_watermark <= 1.0, f"watermarks low={self.low_watermark} high={self.high_watermark} (0 < low < high <= 1)")
 
     @property
     def index_pool_records(self) -> int:
+        """Records of a thread's index pool before any growth."""
         return self.ring_capacity * self.ring_count
+
+    @property
+    def index_pool_max_records(self) -> int:
+        """Records of a thread's index pool grown to the full (the rows its array holds)."""
+        return self.ring_capacity * self.ring_count * self.ring_growth
 
     @property
     def detail_pool_bytes(self) -> int:
@@ -120,14 +142,16 @@ class PoolCache:
             pools = self._free.pop()
         except IndexError:
             return (
-                np.empty((self.config.index_pool_records, RING_RECORD_WORDS), dtype=np.uint64),
+                np.empty((self.config.index_pool_max_records, RING_RECORD_WORDS), dtype=np.uint64),
                 np.empty(self.config.detail_pool_bytes // 8, dtype=np.uint64),
             )
         self.reused += 1
         return pools
 
-    def give(self, index_pool: np.ndarray, detail_words: np.ndarray) -> None:
-        if len(self._free) < self.keep and index_pool.shape[0] == self.config.index_pool_records:
+    def give(self, index_pool: np.ndarray, detail_words: np.ndarray, grown: bool = False) -> None:
+        # A pool that grew holds up to ring_growth times the resident pages of
+        # one that did not: let it go rather than keep them for a next thread.
+        if not grown and len(self._free) < self.keep and index_pool.shape[0] == self.config.index_pool_max_records:
             self._free.append((index_pool, detail_words))
 
     def clear(self) -> None:
@@ -138,7 +162,8 @@ class ThreadChannel:
     """One registered thread: control block, index pool, detail arena, writer.
 
     Producer-side attributes (stable while registered): ``ctrl``,
-    ``index_pool`` (uint64[ring_count * ring_capacity, 3]), ``detail_words`` /
+    ``index_pool`` (uint64[ring_count * ring_growth * ring_capacity, 3]: room
+    for the grown pool; ``index_ring_count`` rings in use), ``detail_words`` /
     ``detail_bytes`` (uint64 and uint8 views of the detail arena, empty when
     detail is off), ``thread_id`` (N). The drain owns ``writer`` and the
     lifecycle; ``final_stats`` holds the thread's figures once it is closed
@@ -155,7 +180,7 @@ class ThreadChannel:
         if pools is not None:
             self.index_pool, self.detail_words = pools.take()
         else:
-            self.index_pool = np.empty((config.index_pool_records, RING_RECORD_WORDS), dtype=np.uint64)
+            self.index_pool = np.empty((config.index_pool_max_records, RING_RECORD_WORDS), dtype=np.uint64)
             self.detail_words = np.empty(config.detail_pool_bytes // 8, dtype=np.uint64)
         self.detail_bytes = self.detail_words.view(np.uint8)
         c = self.ctrl
@@ -165,9 +190,8 @@ class ThreadChannel:
         c[CTRL_INDEX_POOL_PTR] = self.index_pool.ctypes.data
         c[CTRL_INDEX_RING_CAPACITY] = config.ring_capacity
         c[CTRL_INDEX_RING_COUNT] = config.ring_count
-        total = config.index_pool_records
-        c[CTRL_INDEX_WM_HIGH] = max(1, int(total * config.high_watermark))
-        c[CTRL_INDEX_WM_LOW] = min(int(c[CTRL_INDEX_WM_HIGH]) - 1, int(total * config.low_watermark))
+        c[CTRL_INDEX_RING_COUNT_TARGET] = config.ring_count
+        self.set_watermarks(config.ring_count)
         if config.detail:
             c[CTRL_DETAIL_POOL_PTR] = self.detail_words.ctypes.data
             c[CTRL_DETAIL_RING_BYTES] = config.detail_ring_bytes
@@ -185,6 +209,19 @@ class ThreadChannel:
         self.encoded_chain: "list | None" = None  # [last timestamp, CRC] of what is encoded, written or not
         self.timestamps_clamped = 0
         self.reported = False  # the drain has told the session this channel closed
+
+    def set_watermarks(self, ring_count: int) -> None:
+        """The index lane's watermarks for a pool of ``ring_count`` rings (again by the drain when it grew)."""
+        c = self.ctrl
+        total = self.config.ring_capacity * ring_count
+        c[CTRL_INDEX_WM_HIGH] = max(1, int(total * self.config.high_watermark))
+        c[CTRL_INDEX_WM_LOW] = min(int(c[CTRL_INDEX_WM_HIGH]) - 1, int(total * self.config.low_watermark))
+        self.watermarks_ring_count = ring_count
+
+    @property
+    def index_ring_count(self) -> int:
+        """Index rings in use (grows from ``config.ring_count``, see ``RingConfig``)."""
+        return int(self.ctrl[CTRL_INDEX_RING_COUNT])
 
     @property
     def state(self) -> int:
@@ -216,7 +253,7 @@ class ThreadChannel:
         closed): they go back to the ``PoolCache`` they came from, if any.
         """
         if self.pools is not None and self.index_pool.shape[0]:
-            self.pools.give(self.index_pool, self.detail_words)
+            self.pools.give(self.index_pool, self.detail_words, grown=self.index_ring_count > self.config.ring_count)
         self.index_pool = np.empty((0, RING_RECORD_WORDS), dtype=np.uint64)
         self.detail_words = np.empty(0, dtype=np.uint64)
         self.detail_bytes = self.detail_words.view(np.uint8)

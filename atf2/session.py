@@ -143,6 +143,7 @@ class Session:
         overwrite: bool = False,
         ring_capacity: int = RingConfig.ring_capacity,
         spare_rings: int = RingConfig.ring_count - 1,
+        ring_growth: int = RingConfig.ring_growth,
         detail: bool | str = "off",
         detail_ring_bytes: int = RingConfig.detail_ring_bytes,
         detail_spare_rings: int = RingConfig.detail_ring_count - 1,
@@ -167,6 +168,7 @@ class Session:
         self.config = RingConfig(
             ring_capacity=ring_capacity,
             ring_count=spare_rings + 1,
+            ring_growth=ring_growth,
             detail=bool(detail),
             detail_ring_bytes=detail_ring_bytes,
             detail_ring_count=detail_spare_rings + 1,
@@ -667,6 +669,7 @@ class Session:
             "options": {
                 "ring_capacity": self.config.ring_capacity,
                 "ring_count": self.config.ring_count,
+                "ring_growth": self.config.ring_growth,
                 "detail": self.config.detail,
                 "detail_ring_bytes": self.config.detail_ring_bytes,
                 "detail_ring_count": self.config.detail_ring_count,

@@ -84,7 +84,8 @@ def test_registration_is_idempotent_and_tracer_can_end_a_thread(tmp_path):
         assert s.register_current_thread() is ch and s.channel_for_current_thread() is ch
         assert ch.ctrl.dtype == np.uint64 and ch.ctrl.shape == (L.CTRL_SLOTS,)
         assert int(ch.ctrl[L.CTRL_INDEX_POOL_PTR]) == ch.index_pool.ctypes.data
-        assert ch.index_pool.shape == (s.config.ring_capacity * s.config.ring_count, 3)
+        assert ch.index_pool.shape == (s.config.ring_capacity * s.config.ring_count * s.config.ring_growth, 3)  # room to grow
+        assert ch.index_ring_count == s.config.ring_count
         atf2.emit("a", 1)
         s.thread_exited()  # what the tracer calls when it knows the thread is done
         wait_until(lambda: s.get_stats().threads[0].state == "closed")

@@ -159,7 +159,7 @@ def test_pool_cache_keeps_a_bounded_number():
         ch.release_pools()  # twice: the empty pools are not given back
     assert len(cache._free) == 2
     again = ThreadChannel(4, config, 0, "t", cache)
-    assert again.index_pool.shape == (config.index_pool_records, L.RING_RECORD_WORDS)
+    assert again.index_pool.shape == (config.index_pool_max_records, L.RING_RECORD_WORDS)
     assert again.ctrl[L.CTRL_INDEX_POOL_PTR] == again.index_pool.ctypes.data and cache.reused == 1
 
 

@@ -88,6 +88,7 @@ from ..layout import (
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
+    CTRL_INDEX_RING_COUNT_TARGET,
     CTRL_SLOTS,
     EVENT_CALL,
     EVENT_EXCEPTION,
@@ -260,7 +261,9 @@ def capture(ctrl_addr, frame, what, arg):
         if depth > _ZERO:  # a RETURN whose CALL came before tracing started, at the bottom
             depth -= _ONE
         ctrl[CTRL_HOOK_DEPTH] = depth
-    rows = np.intp(ctrl[CTRL_INDEX_RING_CAPACITY] * ctrl[CTRL_INDEX_RING_COUNT])
+    # the pool as large as it may be once this push switched rings (a growth
+    # the drain asked for: RING_COUNT_TARGET, never past the array's rows)
+    rows = np.intp(ctrl[CTRL_INDEX_RING_CAPACITY] * max(ctrl[CTRL_INDEX_RING_COUNT], ctrl[CTRL_INDEX_RING_COUNT_TARGET]))
     pool = carray(_u64_pointer(ctrl[CTRL_INDEX_POOL_PTR]), (rows, RING_RECORD_WORDS))
     index_ring_push(ctrl, pool, ts, fid, kind | (depth << _DEPTH_SHIFT))
     if depth == _ZERO and what == PY_TRACE_RETURN:

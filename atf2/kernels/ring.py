@@ -51,6 +51,7 @@ from ..layout import (
     CTRL_INDEX_READ_POS,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
+    CTRL_INDEX_RING_COUNT_TARGET,
     CTRL_INDEX_RINGS_SUBMITTED,
     CTRL_INDEX_ROW_DELTA,
     CTRL_INDEX_WM_CROSSINGS,
@@ -177,6 +178,17 @@ def index_ring_advance(ctrl) -> None:
     cap = ctrl[CTRL_INDEX_RING_CAPACITY]
     count = ctrl[CTRL_INDEX_RING_COUNT]
     total = cap * count
+    # Growth (the drain asked for more rings in RING_COUNT_TARGET; the pool
+    # array has room for them): double the ring count where every waiting
+    # record keeps its pool row. The waiting records lie in [w - total, w);
+    # when w is an odd multiple of total, ``p % total == p % (2 * total)``
+    # for all of them, and the records from w on go to rows [total,
+    # 2 * total), never used yet. The new count is stored before WRITE_POS
+    # moves past w (release), and the drain reads the count after WRITE_POS.
+    if ctrl[CTRL_INDEX_RING_COUNT_TARGET] > count and w % total == _ZERO and (w // total) % np.uint64(2) == _ONE:
+        count = count * np.uint64(2)
+        total = cap * count
+        ctrl[CTRL_INDEX_RING_COUNT] = count
     c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
     # Backlog as the producer sees it before any reclaim: this is what the
     # watermarks and the high-water mark describe.
@@ -371,10 +383,11 @@ def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
     redone from the new READ_POS.
     """
     cap = ctrl[CTRL_INDEX_RING_CAPACITY]
-    total = cap * ctrl[CTRL_INDEX_RING_COUNT]
     while True:
         c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
         w = atomic_load(ctrl, CTRL_INDEX_WRITE_POS)
+        # the ring count after WRITE_POS: a pool that grew before w is seen grown
+        total = cap * ctrl[CTRL_INDEX_RING_COUNT]
         n = w - c
         if n > np.uint64(out_ticks.shape[0]):
             n = np.uint64(out_ticks.shape[0])
