@@ -23,6 +23,7 @@ from __future__ import annotations
 import platform
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -34,7 +35,8 @@ CLOCK_BOOTTIME_ID = getattr(time, "CLOCK_BOOTTIME", 7)
 
 # Declared as an external symbol (not a ctypes pointer) so the kernels that
 # call it can be cached on disk.
-_clock_gettime = ExternalFunction("clock_gettime", types.int32(types.int32, types.voidptr))
+# Any: only nopython code calls it, with numba's own typing.
+_clock_gettime: Any = ExternalFunction("clock_gettime", types.int32(types.int32, types.voidptr))
 
 
 def _has_invariant_tsc() -> bool:

@@ -30,6 +30,8 @@ import ctypes
 import sys
 import threading
 import types
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -157,8 +159,9 @@ class Tracer:
         # since the hook holds their raw addresses.
         self._registrar = self._register
         self._adopter = self._adopt
-        self._prev_profile = None
-        self._prev_threading_profile = None
+        # the profile functions installed before ours, restored at stop
+        self._prev_profile: Callable[..., Any] | None = None
+        self._prev_threading_profile: Callable[..., Any] | None = None
         self._deferred_thread: int | None = None  # started with current_thread=False (call_traced)
         # issue 5: sessions capturing Python details install the detail variant of the hook
         self.detail = getattr(session, "detail_capture", None)

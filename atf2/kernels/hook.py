@@ -125,7 +125,7 @@ def _check_object_layout() -> None:
     if ctypes.c_uint64.from_address(id(probe) + OBJECT_HEAD_SIZE).value != probe.ctypes.data:
         raise ImportError("atf2: numpy array data pointer is not where the capture hook reads it")
     method_def = ctypes.c_void_p.from_address(id(len) + OBJECT_HEAD_SIZE).value
-    if ctypes.c_char_p.from_address(method_def).value != b"len":
+    if method_def is None or ctypes.c_char_p.from_address(method_def).value != b"len":
         raise ImportError("atf2: PyCFunctionObject.m_ml is not where the capture hook reads it")
 
 
