@@ -96,7 +96,7 @@ def run_script(path: str, args: list[str]) -> int:
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     main = _fresh_main()
     main.__file__ = filename
-    main.__cached__ = None
+    main.__cached__ = None  # type: ignore[attr-defined]  # set by the import system, not declared on ModuleType
     main.__loader__ = None
     main.__spec__ = None
     main.__package__ = None
@@ -161,6 +161,7 @@ def wait_for_threads() -> None:
 # --------------------------------------------------------------------- child processes
 
 _child_config: dict | None = None
+_fork_hook_registered = False  # os.register_at_fork cannot be undone: once per process
 
 
 def start_recording(
@@ -196,12 +197,12 @@ def stop_recording():
 
 def enable_child_tracing(root: str, c_calls: bool = False, session_options: dict | None = None) -> None:
     """Record every multiprocessing child into ``root/pid_<pid>/`` (fork and spawn)."""
-    global _child_config
+    global _child_config, _fork_hook_registered
     _child_config = {"root": os.path.abspath(root), "c_calls": bool(c_calls), "session": session_options or {}}
     os.environ[ENV_VAR] = json.dumps(_child_config)
-    if not getattr(enable_child_tracing, "_fork_hook", False):
+    if not _fork_hook_registered:
         os.register_at_fork(after_in_child=_record_forked_child)
-        enable_child_tracing._fork_hook = True
+        _fork_hook_registered = True
     _patch_spawn_command_line()
 
 
@@ -261,7 +262,7 @@ def _patch_spawn_command_line() -> None:
             cmd = [*cmd[:i], "import atf2.runner; atf2.runner.record_spawned_child(); " + cmd[i], *cmd[i + 1 :]]
         return cmd
 
-    get_command_line._atf2 = True
+    get_command_line._atf2 = True  # type: ignore[attr-defined]  # marks the patched function
     spawn.get_command_line = get_command_line
 
 
