@@ -61,6 +61,18 @@ class DrainThroughput:
 
     track_drain_cpu_ns_per_event.unit = "ns"
 
+    def track_max_index_rings(self, runs, producers, mode):
+        """Index rings of the largest producer pool at the end (16 at defaults: it never had to grow)."""
+        return runs[f"{mode}-{producers}"]["max_index_rings"]
+
+    track_max_index_rings.unit = "rings"
+
+    def track_drain_wait_for_cpu_fraction(self, runs, producers, mode):
+        """Part of the session the drain thread waited for a core (how loaded the machine was)."""
+        return runs[f"{mode}-{producers}"]["drain_wait_for_cpu_fraction"]
+
+    track_drain_wait_for_cpu_fraction.unit = "fraction"
+
 
 class DrainFixedWork:
     """Time to record and drain 1M and 4M events from one thread without drops (pool large enough)."""

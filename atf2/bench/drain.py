@@ -25,7 +25,12 @@ without fsync. Before each session the same amount is written and deleted
 once (``raw_cold_events_per_s``): on VMs whose host backs guest memory on
 first touch, never-used page-cache pages cost ~10x more than reused ones,
 and this gives the session and the raw reference the same kind of pages.
-``loadavg`` is the 1-minute load average when the row finished.
+``loadavg`` is the 1-minute load average when the row finished;
+``drain_wait_for_cpu_fraction`` the part of the session the drain thread
+spent runnable but waiting for a core (Linux schedstat; on a loaded machine
+this, not the drain's own work, is what lets the rings overflow), and
+``max_index_rings`` the most index rings a producer's pool grew to
+(``RingConfig.ring_growth``; 16 = never grew).
 ``drain_cpu_ns_per_event``: CPU time (thread time) the drain's two threads
 (cycles, write-behind) spent per event written; unlike the rates it barely
 depends on how many other processes share the cores, and
@@ -126,12 +131,17 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
                     i += 1 << 20
 
         threads = [threading.Thread(target=work) for _ in range(producers)]
+        drain_tid = sess.drain._thread.native_id
         t0 = time.perf_counter()
+        q0 = _runqueue_wait_s(drain_tid)
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        q1 = _runqueue_wait_s(drain_tid)
+        waited = (q1 - q0) / (time.perf_counter() - t0) if q0 is not None and q1 is not None else float("nan")
         st = S.trace_session_stop()
+        max_rings = max(ch.index_ring_count for ch in sess.channels())
         wall = time.perf_counter() - t0
         written = st.index.written
         rate_w = written / wall
@@ -155,9 +165,20 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
             "raw_cold_events_per_s": raw_cold,
             "ratio_vs_raw": rate_w / raw_rate if raw_rate else 0.0,
             "loadavg": os.getloadavg()[0],
+            "drain_wait_for_cpu_fraction": waited,
+            "max_index_rings": max_rings,
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _runqueue_wait_s(native_id: int) -> "float | None":
+    """Seconds thread ``native_id`` of this process spent runnable, waiting for a core (Linux), or None."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _prefilled_run(events: int, repeats: int = 3) -> dict:
