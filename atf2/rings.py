@@ -29,10 +29,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import AtfV2Error
+
+if TYPE_CHECKING:
+    from .flight_writer import FlightWriter
+    from .stats import ThreadStats
+    from .writer import ThreadWriter
 from .layout import (
     CHANNEL_ACTIVE,
     CTRL_DETAIL_POOL_PTR,
@@ -198,15 +204,15 @@ class ThreadChannel:
             c[CTRL_DETAIL_RING_COUNT] = config.detail_ring_count
         self._lazy_detail_lane = False  # issue 5: add_detail_lane() ran
         # Drain-side state (only the drain thread touches these).
-        self.writer = None
+        self.writer: ThreadWriter | FlightWriter | None = None
         self.writer_error: str | None = None
         self.exited = threading.Event()
-        self.final_stats = None  # ThreadStats, once closed (computed once by the session)
-        self.manifest_entry = None  # its manifest "threads" entry, once closed
+        self.final_stats: ThreadStats | None = None  # once closed (computed once by the session)
+        self.manifest_entry: dict[str, Any] | None = None  # its manifest "threads" entry, once closed
         self.time_start_ns: int | None = None
         self.time_end_ns: int | None = None
         self.last_ts_ns = 0  # of the last event written
-        self.encoded_chain: "list | None" = None  # [last timestamp, CRC] of what is encoded, written or not
+        self.encoded_chain: list | None = None  # [last timestamp, CRC] of what is encoded, written or not
         self.timestamps_clamped = 0
         self.reported = False  # the drain has told the session this channel closed
 
