@@ -62,11 +62,14 @@ import shutil
 import signal
 import threading
 import time
+import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 from numba.core.compiler_lock import global_compiler_lock
 
 from .drain import Drain, file_size
@@ -96,6 +99,15 @@ from .stats import LaneStats, SessionStats, ThreadStats
 from .symbols import SymbolTable
 from .writer import ThreadWriter
 
+if TYPE_CHECKING:
+    from .flight import FlightOptions
+    from .payload import PayloadOptions
+
+#: a function, for ``emit``: its registered id, or a name (registered in ``__main__``)
+FunctionRef: TypeAlias = "str | int | np.integer[Any]"
+#: a detail payload: any C-contiguous bytes-like object
+BytesLike: TypeAlias = "bytes | bytearray | memoryview | npt.NDArray[Any]"
+
 #: default drain period: the most a killed process can lose
 DEFAULT_FLUSH_INTERVAL = 0.02
 #: crash-recovery manifest rewrites (thread set changed) are at least this far
@@ -124,7 +136,7 @@ class _ThreadExitSentinel:
         self.session_ref = weakref.ref(session)
         self.channel = channel
 
-    def __del__(self):
+    def __del__(self) -> None:
         session = self.session_ref()
         if session is not None:
             try:
@@ -152,9 +164,9 @@ class Session:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         trace_python: bool = False,
         fsync: bool = False,
-        payload_options=None,
-        flight=None,
-    ):
+        payload_options: PayloadOptions | None = None,
+        flight: FlightOptions | dict[str, Any] | None = None,
+    ) -> None:
         self.session_dir = os.path.abspath(os.fspath(session_dir))
         # issue 5: detail="off" | "always" | "flight" (Python arguments captured), or a bool (lane for emit only)
         from .detail import parse_detail_mode
@@ -196,8 +208,8 @@ class Session:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._channels: list[ThreadChannel] = []
-        self._tracer = None
-        self._old_sigxfsz = None
+        self._tracer: types.ModuleType | None = None
+        self._old_sigxfsz: Callable[[int, types.FrameType | None], Any] | int | None = None
         self._status = "new"
         self._t0 = time.monotonic()
         self._t_stop: float | None = None
@@ -229,7 +241,7 @@ class Session:
             self._tracer = tracer
 
     @staticmethod
-    def _load_tracer():
+    def _load_tracer() -> types.ModuleType:
         try:
             from . import tracer
         except ModuleNotFoundError as exc:
@@ -394,11 +406,12 @@ class Session:
         Its rings are drained and its files finalized at the drain's next
         cycle. If the calling thread emits again it is registered anew (new N).
         """
+        current: ThreadChannel | None = getattr(self._local, "channel", None)
         if channel is None:
-            channel = getattr(self._local, "channel", None)
-            if channel is None:
+            if current is None:
                 return
-        if getattr(self._local, "channel", None) is channel:
+            channel = current
+        if current is channel:
             self._local.channel = None
             sentinel = getattr(self._local, "sentinel", None)
             self._local.sentinel = None
@@ -459,7 +472,7 @@ class Session:
             ch = self.register_current_thread()
         return ch
 
-    def function_id(self, function) -> int:
+    def function_id(self, function: FunctionRef) -> int:
         """A registered id for ``function`` (a name is registered in module ``__main__``)."""
         if isinstance(function, str):
             return self.symbols.register(function)
@@ -470,7 +483,7 @@ class Session:
             return fid
         raise AtfV2Error(f"function must be a registered id or a name, not {type(function).__name__}")
 
-    def emit(self, function, kind: int, detail=None, depth: int = 0) -> None:
+    def emit(self, function: FunctionRef, kind: int, detail: BytesLike | None = None, depth: int = 0) -> None:
         """Record one event on the calling thread (see the module docstring)."""
         if kind not in EVENT_KIND_NAMES:
             raise AtfV2Error(f"event kind must be one of {sorted(EVENT_KIND_NAMES)}, not {kind!r}")
@@ -485,7 +498,8 @@ class Session:
             emit_one(ch.ctrl, ch.index_pool, np.uint64(fid), kind_depth)
             return
         try:
-            payload = np.frombuffer(memoryview(detail).cast("B"), dtype=np.uint8)
+            # (ignore: numpy declares ndarray's buffer protocol to type checkers only from Python 3.12)
+            payload = np.frombuffer(memoryview(detail).cast("B"), dtype=np.uint8)  # type: ignore[arg-type]
         except TypeError:
             raise AtfV2Error(f"detail must be bytes-like, not {type(detail).__name__}") from None
         if not ch.has_detail_lane and self._lazy_detail_lane:  # issue 5
@@ -495,7 +509,14 @@ class Session:
         event_type = DETAIL_FUNCTION_CALL if kind == EVENT_CALL else DETAIL_FUNCTION_RETURN
         emit_one_detail(ch.ctrl, ch.index_pool, ch.detail_words, ch.detail_bytes, np.uint64(fid), kind_depth, event_type, payload)
 
-    def emit_batch(self, function_ids, kinds, depths=None, timestamps_ns=None, details=None) -> None:
+    def emit_batch(
+        self,
+        function_ids: npt.ArrayLike,
+        kinds: npt.ArrayLike,
+        depths: npt.ArrayLike | None = None,
+        timestamps_ns: npt.ArrayLike | None = None,
+        details: Sequence[BytesLike | None] | None = None,
+    ) -> None:
         """Record a batch of events on the calling thread (see the module docstring)."""
         raw_ids = np.asarray(function_ids)
         n = raw_ids.shape[0] if raw_ids.ndim == 1 else -1
@@ -516,7 +537,7 @@ class Session:
             raise AtfV2Error(f"event kinds must be among {sorted(EVENT_KIND_NAMES)}")
         depths_a = np.zeros(n, dtype=np.uint32) if depths is None else _column(depths, np.uint32, "depths", n)
         use_ns = timestamps_ns is not None
-        ts = _column(timestamps_ns, np.uint64, "timestamps_ns", n) if use_ns else np.zeros(0, dtype=np.uint64)
+        ts = _column(timestamps_ns, np.uint64, "timestamps_ns", n) if timestamps_ns is not None else np.zeros(0, dtype=np.uint64)
         if use_ns and n > 1 and (ts[1:] < ts[:-1]).any():
             raise AtfV2Error("timestamps_ns must be non-decreasing within a batch")
         has = np.zeros(n, dtype=np.bool_)
@@ -619,12 +640,12 @@ class Session:
     def _manifest(self) -> dict:
         stats = self._stats()
         modules, symbols = self.symbols.to_manifest()
-        threads = []
+        threads: list[dict[str, Any]] = []
         # Threads whose files could not be created (disk full before the
         # drain's first cycle for them): listing them under "threads" would
         # make SessionReader refuse the session (a listed thread's directory
         # must exist), so they go under their own key, drops and error kept.
-        unwritten = []
+        unwritten: list[dict[str, Any]] = []
         # Not strict: a thread registering between the two snapshots makes
         # the second one longer; it is listed by the next manifest.
         for t, ch in zip(stats.threads, self._snapshot(), strict=False):
@@ -722,14 +743,14 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
         return f"Session({self.session_dir!r}, status={self._status!r}, threads={len(self._channels)})"
 
 
-def _column(values, dtype, name: str, n: int) -> np.ndarray:
+def _column(values: npt.ArrayLike, dtype: npt.DTypeLike, name: str, n: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise AtfV2Error(f"{name} must be a 1-D column of {n} values, not shape {arr.shape}")
@@ -745,7 +766,7 @@ def _column(values, dtype, name: str, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def trace_session_start(session_dir: str | os.PathLike[str], **options) -> Session:
+def trace_session_start(session_dir: str | os.PathLike[str], **options: Any) -> Session:
     """Start recording into ``session_dir``; see ``Session`` for the options."""
     global _ACTIVE
     with _LOCK:
@@ -775,7 +796,7 @@ def trace_session_get_stats() -> SessionStats:
 
 
 @contextmanager
-def trace_session(session_dir: str | os.PathLike[str], **options) -> Iterator[Session]:
+def trace_session(session_dir: str | os.PathLike[str], **options: Any) -> Iterator[Session]:
     """``with atf2.trace_session(dir) as s:`` start ... stop."""
     session = trace_session_start(session_dir, **options)
     try:
@@ -795,12 +816,18 @@ def _require_active() -> Session:
     return session
 
 
-def emit(function, kind: int, detail=None, depth: int = 0) -> None:
+def emit(function: FunctionRef, kind: int, detail: BytesLike | None = None, depth: int = 0) -> None:
     """Record one explicit event on the calling thread of the active session."""
     _require_active().emit(function, kind, detail, depth)
 
 
-def emit_batch(function_ids, kinds, depths=None, timestamps_ns=None, details=None) -> None:
+def emit_batch(
+    function_ids: npt.ArrayLike,
+    kinds: npt.ArrayLike,
+    depths: npt.ArrayLike | None = None,
+    timestamps_ns: npt.ArrayLike | None = None,
+    details: Sequence[BytesLike | None] | None = None,
+) -> None:
     """Record a batch of explicit events on the calling thread of the active session."""
     _require_active().emit_batch(function_ids, kinds, depths, timestamps_ns, details)
 
