@@ -27,6 +27,7 @@ from ..layout import (
     INDEX_HEADER_SIZE,
     INDEX_MAGIC,
     NO_DETAIL,
+    field_offset,
 )
 from ._common import HeaderFooterMixin, MappedFile, struct_for
 
@@ -85,7 +86,7 @@ def check_header(header: Any, path: str, checks: tuple, dtype: np.dtype) -> None
         value = header[name]
         value = value.item() if isinstance(value, np.generic) else value
         if value != expected:
-            raise CorruptFileError(f"header field {name} is {value!r}, expected {expected!r}", path, dtype.fields[name][1])
+            raise CorruptFileError(f"header field {name} is {value!r}, expected {expected!r}", path, field_offset(dtype, name))
 
 
 class IndexReader(HeaderFooterMixin):
@@ -255,7 +256,7 @@ class IndexReader(HeaderFooterMixin):
                 raise CorruptFileError(
                     f"CRC-32 mismatch: footer says {recorded:#010x}, events hash to {computed:#010x}",
                     self.path,
-                    self._file.size - INDEX_FOOTER_SIZE + INDEX_FOOTER_DTYPE.fields["checksum"][1],
+                    self._file.size - INDEX_FOOTER_SIZE + field_offset(INDEX_FOOTER_DTYPE, "checksum"),
                 )
         err, pos = check_index(self._events, self.thread_id, detail_count)
         if err:
@@ -274,8 +275,9 @@ class IndexReader(HeaderFooterMixin):
 
     def close(self) -> None:
         """Unmap the file. Zero-copy views taken from ``events`` keep it alive."""
-        self._events = None
-        self._map = None
+        # None once closed, as MappedFile's: typed for the open state
+        self._events = None  # type: ignore[assignment]
+        self._map = None  # type: ignore[assignment]
         self._file.close()
 
     @property
