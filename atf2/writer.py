@@ -232,14 +232,15 @@ def _chunk_bounds(n: int) -> np.ndarray:
     small (an eighth of a chunk) and the next ones double up to
     ``CHUNK_EVENTS``: the helper thread checks chunk ``k + 1`` while chunk
     ``k`` is written. A last chunk shorter than half the one before joins
-    it. A 1M-event batch is 6 writes.
+    it if that stays within ``CHUNK_EVENTS`` (the scratch buffers' size). A
+    1M-event batch is 6 writes.
     """
     cuts = [0]
     size = max(1, CHUNK_EVENTS // 8)
     while cuts[-1] < n:
         cuts.append(min(n, cuts[-1] + size))
         size = min(2 * size, CHUNK_EVENTS)
-    if len(cuts) > 2 and cuts[-1] - cuts[-2] < (cuts[-2] - cuts[-3]) // 2:
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < (cuts[-2] - cuts[-3]) // 2 and cuts[-1] - cuts[-3] <= CHUNK_EVENTS:
         del cuts[-2]
     return np.asarray(cuts, dtype=np.int64)
 
@@ -574,7 +575,7 @@ class ThreadWriter:
         prev_ts = np.uint64(self._t_last)
         cuts = _chunk_bounds(n)
         nchunks = len(cuts) - 1
-        bufs = self._scratch_buffers(min(nchunks, 2), int(np.diff(cuts).max()))
+        bufs = self._scratch_buffers(min(nchunks, 2), min(n, CHUNK_EVENTS))
         fused = _crc.kernel_ok()
         wide = fused and _wide.usable()
         bounds = np.searchsorted(detail_pos, cuts) if len(detail_pos) else None
