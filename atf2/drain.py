@@ -378,6 +378,7 @@ class Drain:
                 chain[1] = writer.index_crc
         self._commit(ch, n, int(last), int(clamped))
         if kept:
+            assert details is not None  # kept events make a batch
             ctrl[CTRL_DETAIL_WRITTEN] += np.uint64(kept)
             ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
         return n
@@ -410,6 +411,7 @@ class Drain:
     def _write_encoded(self, ch: ThreadChannel, events: np.ndarray, crc, crc_in: int, last: int, clamped: int) -> None:
         """Write one encoded chunk (on the write-behind thread) and account for it."""
         writer = ch.writer
+        assert writer is not None  # chunks are queued only for a channel with a writer
         try:
             if crc is None or crc_in != writer.index_crc:
                 # no fused CRC, or an earlier chunk failed and its CRC never
@@ -526,7 +528,7 @@ class _WriteBehind:
     its own).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._jobs: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -554,7 +556,7 @@ class _WriteBehind:
             c0 = time.thread_time()
             try:
                 fn(*args)
-            except BaseException as exc:  # handed to the drain thread at its next wait
+            except BaseException as exc:  # noqa: BLE001 - handed to the drain thread at its next wait
                 self._error = exc
             finally:
                 self.cpu_s += time.thread_time() - c0
@@ -580,7 +582,7 @@ class _WriteBehind:
     def close(self) -> None:
         """Wait for every write, end the thread (a stopped session leaves no thread behind)."""
         self.wait_all()
-        if self._jobs is not None and self._pid == os.getpid():
+        if self._jobs is not None and self._thread is not None and self._pid == os.getpid():
             self._jobs.put(None)
             self._thread.join()
         self._jobs = self._thread = None
