@@ -172,7 +172,7 @@ def _session_run(mode: str, producers: int, seconds: float, rate: float, options
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _runqueue_wait_s(native_id: int) -> "float | None":
+def _runqueue_wait_s(native_id: int | None) -> float | None:
     """Seconds thread ``native_id`` of this process spent runnable, waiting for a core (Linux), or None."""
     try:
         with open(f"/proc/self/task/{native_id}/schedstat") as f:

@@ -89,7 +89,7 @@ def _time_writer(directory: str, events: np.ndarray, batch: int) -> float:
 
 def _time_raw(directory: str, events: np.ndarray, batch: int) -> float:
     path = os.path.join(directory, "raw.bin")
-    data = memoryview(events.view(np.uint8))
+    data = events.view(np.uint8).data
     step = batch * INDEX_EVENT_SIZE
     _sync()
     t0 = time.perf_counter()

@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 _set_profile = ctypes.pythonapi.PyEval_SetProfile
 _set_profile.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -227,7 +228,7 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
 
     inner = calibrate_inner(make, target_s)
     fn = make(inner)
-    times = {"untraced": [], "floor": [], "ours": [], "viztracer": []}
+    times: dict[str, list[float]] = {"untraced": [], "floor": [], "ours": [], "viztracer": []}
     events, drops = [], 0
     session = trace_session_start(os.path.join(workdir, name), trace_python=False)
     fn_ours = make(inner, settle=settle_for(session))
@@ -252,13 +253,13 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
                     events.append(n)
                     drops += d
                 else:
-                    t = run_viztracer(fn, entries=viz_entries)
-                    if t is not None:
-                        times[variant].append(t)
+                    vt = run_viztracer(fn, entries=viz_entries)
+                    if vt is not None:
+                        times[variant].append(vt)
     finally:
         stats = trace_session_stop()
     n_events = int(statistics.median(events))
-    out = {
+    out: dict[str, Any] = {
         "workload": name,
         "events": n_events,
         "inner": inner,
@@ -365,4 +366,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -41,7 +41,7 @@ def measure(reps: int, threads: int, records: int) -> dict:
 
     fn()
     workdir = tempfile.mkdtemp(prefix="atf2_bench_threads_")
-    times = {"untraced": [], "floor": [], "ours": [], "viztracer": [], "ours_drain": []}
+    times: dict[str, list[float]] = {"untraced": [], "floor": [], "ours": [], "viztracer": [], "ours_drain": []}
     try:
         session = trace_session_start(os.path.join(workdir, "s"), trace_python=False)
         try:
