@@ -550,13 +550,18 @@ class ThreadWriter:
             self._index_path,
         )
 
-    def _scratch_buffers(self, count: int, events: int) -> list:
-        while len(self._scratch) < count:
+    def _scratch_slot(self, k: int, events: int) -> np.ndarray:
+        """Scratch buffer ``k`` (of two) with room for ``events`` records, made on first need.
+
+        Two, as chunk ``c + 1`` is encoded while chunk ``c`` is written; the
+        encodings of one batch never run at the same time, so this needs no
+        lock. Records written without a copy need no scratch at all.
+        """
+        while len(self._scratch) <= k:
             self._scratch.append(np.empty(0, dtype=INDEX_EVENT_DTYPE))
-        for i in range(count):
-            if len(self._scratch[i]) < events:
-                self._scratch[i] = np.empty(events, dtype=INDEX_EVENT_DTYPE)
-        return self._scratch[:count]
+        if len(self._scratch[k]) < events:
+            self._scratch[k] = np.empty(events, dtype=INDEX_EVENT_DTYPE)
+        return self._scratch[k]
 
     def _write_index(self, events: np.ndarray, detail_pos: np.ndarray, offset: int, footer_for: Any) -> int:
         """Check or encode, checksum and write ``events`` at ``offset``; return the new CRC.
@@ -575,7 +580,6 @@ class ThreadWriter:
         prev_ts = np.uint64(self._t_last)
         cuts = _chunk_bounds(n)
         nchunks = len(cuts) - 1
-        bufs = self._scratch_buffers(min(nchunks, 2), min(n, CHUNK_EVENTS))
         fused = _crc.kernel_ok()
         wide = fused and _wide.usable()
         bounds = np.searchsorted(detail_pos, cuts) if len(detail_pos) else None
@@ -584,7 +588,6 @@ class ThreadWriter:
             lo = int(cuts[c])
             hi = int(cuts[c + 1])
             src = events[lo:hi]
-            out = bufs[c % 2][: hi - lo]
             prev = prev_ts if c == 0 else events[lo - 1]["timestamp_ns"]
             if bounds is None and wide:
                 first = src[0]
@@ -595,9 +598,11 @@ class ThreadWriter:
                     if status == _wide.ENCODED:
                         return -1, int(crc_out), src
                     if status >= 0:
-                        return lo + status, crc_in, out
+                        return lo + status, crc_in, src
+                out = self._scratch_slot(c % 2, min(n, CHUNK_EVENTS))[: hi - lo]
                 bad, crc_out = _wide.encode_crc(src, out, tid, prev, crc_in)
                 return (lo + bad if bad >= 0 else -1), int(crc_out), out
+            out = self._scratch_slot(c % 2, min(n, CHUNK_EVENTS))[: hi - lo]
             if bounds is not None:
                 pos = detail_pos[bounds[c] : bounds[c + 1]] - lo
                 base = detail_base + int(bounds[c])
