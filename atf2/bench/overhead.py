@@ -57,6 +57,7 @@ def load_workloads():
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, "..", "..", "examples", "overhead_workloads.py")
     spec = importlib.util.spec_from_file_location("atf2_overhead_workloads", path)
+    assert spec is not None and spec.loader is not None, path  # a .py path always has a spec and loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
