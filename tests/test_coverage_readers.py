@@ -55,7 +55,7 @@ def test_thread_files_that_disagree(tmp_path, make_events):
     with pytest.raises(CorruptFileError, match="the header says thread 1, the index file says 0"):
         atf2.ThreadReader(a)
     os.remove(a / "detail.atf")
-    with pytest.raises(CorruptFileError, match="detail.atf is missing"):
+    with pytest.raises(CorruptFileError, match=r"detail\.atf is missing"):
         atf2.ThreadReader(a)
 
 

@@ -14,6 +14,7 @@ import atf2.drain as D
 from atf2 import layout as L
 from atf2 import session as S
 from atf2.clock import ticks
+from atf2.errors import WriteError
 from atf2.kernels.ring import index_ring_push
 from atf2.writer import ThreadWriter
 
@@ -76,7 +77,7 @@ def test_stalled_writes_do_not_stop_the_drain_freeing_rings(tmp_path, gated_writ
         ch = sess.register_current_thread()
         for first in range(0, n, step):
             produce(ch.ctrl, ch.index_pool, first, step)
-            assert wait_until(lambda: consumed_by_drain(ch) == first + step, sess), (first, consumed_by_drain(ch))
+            assert wait_until(lambda: consumed_by_drain(ch) == first + step, sess), (first, consumed_by_drain(ch))  # noqa: B023 - polled within this iteration
         assert int(ch.ctrl[L.CTRL_INDEX_WRITTEN]) == 0  # nothing written yet: all of it waits in the queue
         assert 2 < len(sess.drain._stages) <= sess.drain._max_stages
         gated_writes.set()
@@ -99,7 +100,7 @@ def test_write_behind_queue_is_bounded_and_accounts_exactly(tmp_path, gated_writ
         assert limit < n - 4096
         for first in range(0, n, step):
             produce(ch.ctrl, ch.index_pool, first, step)
-            wait_until(lambda: consumed_by_drain(ch) >= min(first + step, limit), sess, seconds=0.5)
+            wait_until(lambda: consumed_by_drain(ch) >= min(first + step, limit), sess, seconds=0.5)  # noqa: B023 - polled within this iteration
         assert len(sess.drain._stages) == sess.drain._max_stages
         assert consumed_by_drain(ch) <= limit
         assert int(ch.ctrl[L.CTRL_INDEX_DROPS + L.DROP_POOL_EXHAUSTED]) > 0
@@ -111,3 +112,40 @@ def test_write_behind_queue_is_bounded_and_accounts_exactly(tmp_path, gated_writ
     fids = read_function_ids(tmp_path / "s")
     assert len(fids) == st.index.written and fids == sorted(set(fids))
     assert fids[:limit] == list(range(limit))  # the queued chunks were all written, first to last
+
+
+def test_after_a_failed_write_the_chain_continues_from_the_file(tmp_path, monkeypatch):
+    """A failed chunk never reaches the file, so the chunks encoded behind it
+    are checksummed again on the I/O thread; once no write is in flight the
+    drain continues from the file's CRC and the fused CRC is used again."""
+    monkeypatch.setattr(D, "DRAIN_CHUNK", CHUNK)
+    original = ThreadWriter.write_encoded
+    calls = []
+
+    def failing_second(self, events, crc, crc_in):
+        calls.append(len(events))
+        if len(calls) == 2:
+            raise WriteError("no space left", "index.atf")
+        return original(self, events, crc, crc_in)
+
+    rechecked = []
+    real_crc32 = D.crc32
+    monkeypatch.setattr(D, "crc32", lambda buf, crc: rechecked.append(len(buf)) or real_crc32(buf, crc))
+    monkeypatch.setattr(ThreadWriter, "write_encoded", failing_second)
+    sess = S.trace_session_start(tmp_path / "s", ring_capacity=1024, spare_rings=7, flush_interval=60)
+    try:
+        ch = sess.register_current_thread()
+        for first in (0, 3 * CHUNK):
+            produce(ch.ctrl, ch.index_pool, first, 3 * CHUNK)
+            assert wait_until(
+                lambda: int(ch.ctrl[L.CTRL_INDEX_WRITTEN]) + int(ch.ctrl[L.CTRL_INDEX_DROPS + L.DROP_DISK_ERROR]) == first + 3 * CHUNK,
+                sess,
+            )
+        fused = sess.drain._fused_crc
+    finally:
+        st = S.trace_session_stop()
+    assert st.index.written == 5 * CHUNK and st.index.drops["disk_error"] == CHUNK
+    if fused:
+        assert len(rechecked) <= 1  # at most the chunk encoded behind the failed one (if it was)
+    fids = read_function_ids(tmp_path / "s")
+    assert fids == list(range(CHUNK)) + list(range(2 * CHUNK, 6 * CHUNK))
