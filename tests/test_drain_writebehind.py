@@ -138,7 +138,7 @@ def test_after_a_failed_write_the_chain_continues_from_the_file(tmp_path, monkey
         for first in (0, 3 * CHUNK):
             produce(ch.ctrl, ch.index_pool, first, 3 * CHUNK)
             assert wait_until(
-                lambda: int(ch.ctrl[L.CTRL_INDEX_WRITTEN]) + int(ch.ctrl[L.CTRL_INDEX_DROPS + L.DROP_DISK_ERROR]) == first + 3 * CHUNK,
+                lambda: int(ch.ctrl[L.CTRL_INDEX_WRITTEN]) + int(ch.ctrl[L.CTRL_INDEX_DROPS + L.DROP_DISK_ERROR]) == first + 3 * CHUNK,  # noqa: B023 - polled within this iteration
                 sess,
             )
         fused = sess.drain._fused_crc
