@@ -261,6 +261,11 @@ class Drain:
         chain = ch.encoded_chain
         if chain is None:
             chain = ch.encoded_chain = [ch.last_ts_ns, ch.writer.index_crc if type(ch.writer) is ThreadWriter else 0]
+        elif not self._reap() and type(ch.writer) is ThreadWriter:
+            # Every write is done: continue from the file's CRC. After a failed
+            # write it differs from the encoded chain (the chunk never reached
+            # the file), and every later chunk would be checksummed again.
+            chain[1] = ch.writer.index_crc
         taken = 0
         for _ in range(self._max_chunks):
             n = self._drain_chunk(ch, limit, chain)
@@ -387,10 +392,7 @@ class Drain:
         """A staging buffer no write still reads: a free one, a new one while
         writes lag (up to ``_max_stages``), else the oldest in flight once written."""
         inflight = self._inflight
-        while inflight and self._io.done(inflight[0]):
-            stage = inflight.popleft()
-            self._io.wait(stage)  # raises what its job raised
-            self._free_stages.append(stage)
+        self._reap()
         if self._free_stages:
             return self._free_stages.pop()
         if len(self._stages) < self._max_stages:
@@ -399,6 +401,15 @@ class Drain:
         stage = inflight.popleft()
         self._io.wait(stage)
         return stage
+
+    def _reap(self) -> int:
+        """Free the stages whose writes are done (oldest first); return how many are still in flight."""
+        inflight = self._inflight
+        while inflight and self._io.done(inflight[0]):
+            stage = inflight.popleft()
+            self._io.wait(stage)  # raises what its job raised
+            self._free_stages.append(stage)
+        return len(inflight)
 
     def _settle_all(self) -> None:
         """Wait for every write handed to the I/O thread; their stages are free again."""
