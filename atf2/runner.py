@@ -20,6 +20,7 @@ The options travel in the environment variable ``ATF2_RECORD``.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import sys
@@ -129,8 +130,9 @@ def run_module(name: str, args: list[str]) -> int:
         # point, in two steps so that only the module's own code is traced
         # (the packages above it are imported first, untraced, as cProfile -m does).
         try:
-            _, spec, code = runpy._get_module_details(name, runpy._Error)
-        except runpy._Error as exc:
+            # runpy's private helpers (what python -m runs), undeclared in typeshed
+            _, spec, code = runpy._get_module_details(name, runpy._Error)  # type: ignore[attr-defined]
+        except runpy._Error as exc:  # type: ignore[attr-defined]
             sys.exit(f"{sys.executable}: {exc}")
         sys.argv[0] = spec.origin
         main.__dict__.update(
@@ -201,7 +203,7 @@ def enable_child_tracing(root: str, c_calls: bool = False, session_options: dict
     _child_config = {"root": os.path.abspath(root), "c_calls": bool(c_calls), "session": session_options or {}}
     os.environ[ENV_VAR] = json.dumps(_child_config)
     if not _fork_hook_registered:
-        os.register_at_fork(after_in_child=_record_forked_child)
+        _register_fork_hooks()
         _fork_hook_registered = True
     _patch_spawn_command_line()
 
@@ -210,28 +212,44 @@ def _child_session_dir(config: dict) -> str:
     return os.path.join(config["root"], f"pid_{os.getpid()}")
 
 
+def _register_fork_hooks() -> None:
+    """After fork, in the child: ``_record_forked_child`` starts the recording,
+    then a C callable (registered after it, so it runs after it) installs the
+    hook: the child's trace starts where ``os.fork()`` returns, with no frame
+    of atf2 in it."""
+    from .tracer import install_after_fork
+
+    os.register_at_fork(after_in_child=_record_forked_child)
+    os.register_at_fork(after_in_child=install_after_fork)
+
+
 def _record_forked_child() -> None:
     """After fork, in the child: a fresh session of its own (the parent's is disabled)."""
     config = _child_config
     if config is None:
         return
+    caller = sys._getframe(1)  # called from C inside os.fork(): the frame that called it
     try:
         from .session import active_session, trace_session_stop
+        from .tracer import arm_after_return, remove_profile
 
         inherited = active_session()
         if inherited is not None and inherited.status == "disabled":
             trace_session_stop()  # releases the parent's session (touches none of its files)
-        start_recording(_child_session_dir(config), config["c_calls"], config["session"])
+        start_recording(_child_session_dir(config), config["c_calls"], config["session"], current_thread=False)
+        arm_after_return(caller)
     except Exception as exc:  # noqa: BLE001 - never break the child over tracing
         print(f"atf2: not tracing child {os.getpid()}: {exc}", file=sys.stderr)
         return
     # multiprocessing children leave with os._exit (no atexit); threading's
     # at-exit callbacks still run at the end of Process._bootstrap, and at
-    # normal interpreter shutdown.
+    # normal interpreter shutdown. They run last-in first-out: remove_profile
+    # (a C callable) unhooks this thread first, so the stop is not recorded.
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         try:
             register(_stop_child)
+            register(remove_profile)
         except RuntimeError:  # the parent was already shutting down
             pass
     atexit.register(_stop_child)
@@ -259,15 +277,35 @@ def _patch_spawn_command_line() -> None:
         cmd = original(**kwds)
         if "-c" in cmd:
             i = cmd.index("-c") + 1
-            cmd = [*cmd[:i], "import atf2.runner; atf2.runner.record_spawned_child(); " + cmd[i], *cmd[i + 1 :]]
+            prog = cmd[i]
+            # '... import spawn_main; spawn_main(k=v, ...)': the child's work is
+            # spawn_main's call; trace only that, as atf2 record traces <module>.
+            call = "; spawn_main("
+            if call in prog:
+                prog = prog.replace(call, "; atf2.runner.run_spawned_main(spawn_main, ", 1)
+                start = "atf2.runner.record_spawned_child(current_thread=False)"
+            else:  # another command line: trace it all, from here on
+                start = "atf2.runner.record_spawned_child()"
+            cmd = [*cmd[:i], f"import atf2.runner; {start}; {prog}", *cmd[i + 1 :]]
         return cmd
 
     get_command_line._atf2 = True  # type: ignore[attr-defined]  # marks the patched function
     spawn.get_command_line = get_command_line
 
 
-def record_spawned_child() -> None:
-    """Entry of a spawned child (see ``_patch_spawn_command_line``): record until exit."""
+def run_spawned_main(spawn_main, **kwds):
+    """A spawned child's ``spawn_main(**kwds)``, its main thread traced from
+    ``spawn_main``'s CALL at depth 0 to its exit (``sys.exit``), nothing else."""
+    from .tracer import call_traced
+
+    return call_traced(functools.partial(spawn_main, **kwds))  # a C call-less call: no event before its CALL
+
+
+def record_spawned_child(current_thread: bool = True) -> None:
+    """Entry of a spawned child (see ``_patch_spawn_command_line``): record until exit.
+
+    ``current_thread=False``: the main thread is traced only inside
+    ``run_spawned_main``."""
     global _child_config
     raw = os.environ.get(ENV_VAR)
     if not raw:
@@ -275,12 +313,12 @@ def record_spawned_child() -> None:
     try:
         config = json.loads(raw)
         _child_config = config
-        start_recording(_child_session_dir(config), config.get("c_calls", False), config.get("session"))
+        start_recording(_child_session_dir(config), config.get("c_calls", False), config.get("session"), current_thread)
     except Exception as exc:  # noqa: BLE001 - never break the child over tracing
         print(f"atf2: not tracing child {os.getpid()}: {exc}", file=sys.stderr)
         return
     # The spawned child ends with sys.exit(): stop at exit (before atf2.session's
     # own at-exit stop, atexit being last-in first-out). Its children are traced too.
     atexit.register(_stop_child)
-    os.register_at_fork(after_in_child=_record_forked_child)
+    _register_fork_hooks()
     _patch_spawn_command_line()

@@ -27,6 +27,7 @@ the code object alive until stop, so a reused address can never alias.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 import threading
 import types
@@ -53,6 +54,7 @@ from .kernels.hook import (
     capture_hook,
     capture_hook_c_calls,
     first_event_depth,
+    install_pending_hook,
     set_profile_other_threads,
 )
 from .layout import CTRL_HOOK_DEPTH, CTRL_HOOK_FLAGS
@@ -88,6 +90,15 @@ def _hook_caller(address: int):
     """A hook at ``address`` callable from Python (issue 5: the detail variant)."""
     return ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.py_object, ctypes.c_int, ctypes.py_object)(address)
 
+
+#: (hook address, control block address) that install_after_fork installs, then clears
+_PENDING = np.zeros(2, dtype=np.uint64)
+#: a C callable (no Python frame of its own): installs what Tracer.arm_after_return left in _PENDING
+install_after_fork = functools.partial(
+    ctypes.PYFUNCTYPE(None, ctypes.c_uint64)(install_pending_hook.address), _PENDING.__array_interface__["data"][0]
+)
+#: a C callable removing the calling thread's profile function (no Python frame either)
+remove_profile = functools.partial(_set_profile, None, None)
 
 _INITIAL_CAPACITY = 4096
 _MISSING = int(MISSING)
@@ -322,6 +333,28 @@ class Tracer:
             if self.detail is not None and sys.gettrace() is ctrl:  # the detail variant's exception hook
                 sys.settrace(None)
 
+    def arm_after_return(self, caller) -> None:
+        """Trace this (deferred) thread from the first event after the C call
+        that is running now returns to the Python frame ``caller``.
+
+        For a forked child (``atf2.runner``): called in an at-fork callback,
+        inside ``os.fork()``; ``install_after_fork``, a C callable registered
+        after it, installs the hook, so nothing of atf2 is recorded.
+        """
+        if threading.get_ident() != self._deferred_thread:
+            raise SessionStateError("arm_after_return: this thread was not left to it at start")
+        ctrl = self.session.register_current_thread().ctrl
+        # the next Python event is at caller's depth + 1 (a CALL) or leaves caller
+        # (a RETURN: the hook decrements first); with C calls, the C call's own
+        # C_RETURN comes first, one level above caller
+        depth = _frames_below(caller) + 1 + (1 if self.c_calls else 0)
+        with self._lock:
+            if not self.active:
+                return
+            self._prepare(ctrl, depth)
+            _PENDING[0] = self.hook_address
+            _PENDING[1] = id(ctrl)
+
     def _install_current(self, ctrl) -> None:
         # The next event on this thread is the RETURN of this very frame.
         self._prepare(ctrl, _frames_below(sys._getframe()) + 1)
@@ -422,6 +455,16 @@ def call_traced(function):
     if tracer is None or tracer._deferred_thread != threading.get_ident():
         return function()
     return tracer.call_traced(function)
+
+
+def arm_after_return(caller) -> bool:
+    """``Tracer.arm_after_return`` of the active tracer if this thread was left
+    to it at start (``current_thread=False``); False otherwise."""
+    tracer = _active
+    if tracer is None or tracer._deferred_thread != threading.get_ident():
+        return False
+    tracer.arm_after_return(caller)
+    return True
 
 
 def stop_tracing() -> Tracer | None:

@@ -93,3 +93,39 @@ def test_main_thread_is_the_program_module_only(program, tmp_path, options, targ
                 for f in t.index.events["function_id"][t.index.events["event_kind"] == EVENT_CALL]
             ]
             assert calls.count("leaf") == 6
+
+
+MP_PROGRAM = textwrap.dedent(
+    """
+    import multiprocessing as mp, sys
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        p = mp.get_context(sys.argv[1]).Process(target=square, args=(3,))
+        p.start()
+        p.join()
+    """
+)
+
+
+@pytest.mark.parametrize("method, first", [("fork", "BaseProcess._bootstrap"), ("spawn", "spawn_main")])
+def test_children_record_their_work_only(program, tmp_path, method, first):
+    """A forked child's trace starts where os.fork() returned in it, a spawned
+    child's at spawn_main (depth 0, left by its sys.exit); neither holds atf2 code."""
+    (program / "mp_prog.py").write_text(MP_PROGRAM)
+    rec = record(program, tmp_path / "run" / "pid_parent", "mp_prog.py", method)
+    assert rec.returncode == 0, rec.stderr
+    (child,) = [p for p in (tmp_path / "run").iterdir() if p.name != "pid_parent"]
+    with SessionReader(child) as r:
+        assert r.manifest["status"] == "complete"
+        ev = r.threads[0].index.events
+        assert (int(ev["event_kind"][0]), r.symbol_name(int(ev["function_id"][0]))) == (EVENT_CALL, first)
+        if method == "spawn":
+            assert int(ev["call_depth"][0]) == 0
+            assert (int(ev["event_kind"][-1]), r.symbol_name(int(ev["function_id"][-1]))) == (EVENT_EXCEPTION, first)
+        calls = [r.symbol_name(int(f)) for f in ev["function_id"][ev["event_kind"] == EVENT_CALL]]
+        assert calls.count("square") == 1
+        leaked = [s for s in r.manifest["symbols"] if (s.get("file") or "").startswith(ATF2_DIR)]
+        assert leaked == []

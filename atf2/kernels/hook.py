@@ -348,6 +348,18 @@ def bootstrap_hook(obj, frame, what, arg):
     return capture(ctrl_addr, frame, what, arg)
 
 
+@cfunc(types.void(types.uint64), nopython=True, cache=True)
+def install_pending_hook(pending_addr):
+    """``PyEval_SetProfile(func, obj)`` with the two words at ``pending_addr``
+    (then cleared), if set. Called through ctypes (``atf2.tracer``), so no
+    Python frame of atf2 is left to return through once the hook is on."""
+    pending = carray(_u64_pointer(pending_addr), 2)
+    if pending[0] != _ZERO:
+        _PyEval_SetProfile(_pointer(pending[0]), _pointer(pending[1]))
+        pending[0] = _ZERO
+        pending[1] = _ZERO
+
+
 @cfunc(_SIGNATURE, nopython=True, cache=True)
 def floor_hook(obj, frame, what, arg):
     """A hook that does nothing: what CPython charges any C-level profiler (benchmarks)."""
