@@ -208,7 +208,7 @@ def _split_by_thread(events: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(ids[a]), ordered[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
-def thread_events(source: EventSource, threads: Iterable[int] | None = None) -> list[tuple[int, np.ndarray]]:
+def thread_events(source: EventSource, threads: Iterable[int] | None = None) -> list[tuple[int, npt.NDArray[np.void]]]:
     """[(thread number, that thread's events)] of a reader or an event array.
 
     An array needs the INDEX_EVENT_DTYPE fields; it is split by its ``thread``
@@ -230,7 +230,7 @@ def thread_events(source: EventSource, threads: Iterable[int] | None = None) -> 
 
 def iter_intervals(
     source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
     """Yield ``(thread, intervals)`` arrays (INTERVAL_DTYPE) as calls close,
     thread by thread, with memory bounded by ``chunk_size`` events. The
     arrays are reused between steps: copy what you keep."""
@@ -242,7 +242,9 @@ def iter_intervals(
                 yield thread, chunk
 
 
-def intervals(source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+def intervals(
+    source: EventSource, *, threads: Iterable[int] | None = None, chunk_size: int = DEFAULT_CHUNK
+) -> npt.NDArray[np.void]:
     """All CALL/RETURN intervals (INTERVAL_DTYPE), thread after thread; within
     a thread in the order the calls end (calls still open at the end last)."""
     pairs = thread_events(source, threads)

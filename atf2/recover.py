@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 
@@ -278,7 +279,7 @@ def _load_manifest(session_dir: str, log: list) -> dict:
         return {"format_version": MANIFEST_FORMAT_VERSION, "status": STATUS_RECORDING, "threads": []}
 
 
-def recover_session(session_dir: str | os.PathLike[str]) -> dict:
+def recover_session(session_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Repair a session in place; return what was done.
 
     The result: ``{"status", "changed", "threads": [{"id", "index_events",

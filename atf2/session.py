@@ -392,7 +392,7 @@ class Session:
                 ch.writer, ch.writer_error = None, f"flight writer: {exc}"
                 self.drain.errors.append(f"thread {ch.thread_id}: flight writer: {exc}")
 
-    def channels(self) -> list:
+    def channels(self) -> list[ThreadChannel]:
         """Every channel registered so far (a snapshot), closed ones included."""
         return self._snapshot()
 

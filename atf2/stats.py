@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .layout import (
     CHANNEL_ACTIVE,
@@ -89,11 +91,11 @@ class LaneStats:
         for k, v in other.drops.items():
             self.drops[k] = self.drops.get(k, 0) + v
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def index_from_ctrl(cls, ctrl: np.ndarray) -> LaneStats:
+    def index_from_ctrl(cls, ctrl: npt.NDArray[np.uint64]) -> LaneStats:
         drops = _drops(ctrl, CTRL_INDEX_DROPS)
         recorded = int(ctrl[CTRL_INDEX_WRITE_POS])
         written = int(ctrl[CTRL_INDEX_WRITTEN])
@@ -114,7 +116,7 @@ class LaneStats:
         )
 
     @classmethod
-    def detail_from_ctrl(cls, ctrl: np.ndarray) -> LaneStats:
+    def detail_from_ctrl(cls, ctrl: npt.NDArray[np.uint64]) -> LaneStats:
         drops = _drops(ctrl, CTRL_DETAIL_DROPS)
         recorded = int(ctrl[CTRL_DETAIL_RECORDS])
         written = int(ctrl[CTRL_DETAIL_WRITTEN])
@@ -157,7 +159,7 @@ class ThreadStats:
     #: last write error of this thread's files, if any
     error: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @staticmethod
@@ -214,7 +216,7 @@ class SessionStats:
                 return t
         raise KeyError(thread_id)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["events_recorded"] = self.events_recorded
         d["events_written"] = self.events_written

@@ -349,7 +349,7 @@ def _thread_dirs_on_disk(session_dir: str) -> set[int]:
     return found
 
 
-def verify_session(session_dir: str | os.PathLike[str], notes: list | None = None) -> list[Problem]:
+def verify_session(session_dir: str | os.PathLike[str], notes: list[Problem] | None = None) -> list[Problem]:
     """Check a session directory; return every problem found (empty: all good).
 
     ``notes``, if given, receives findings that are not problems (a checksum

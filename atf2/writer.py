@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import AtfV2Error, SessionStateError, WriteError
 from .kernels import crc as _crc
@@ -412,7 +413,9 @@ class ThreadWriter:
 
     # ------------------------------------------------------------------ writing
 
-    def write_events(self, events: np.ndarray, details: Any = None) -> None:
+    def write_events(
+        self, events: npt.NDArray[np.void], details: DetailBatch | Sequence[bytes | None] | None = None
+    ) -> None:
         """Append one batch; all or nothing (see the module docstring).
 
         ``events``: INDEX_EVENT_DTYPE array; ``thread_id`` and ``detail_seq``
@@ -430,9 +433,10 @@ class ThreadWriter:
             n = len(events)
             if n == 0:
                 return
-            k = 0 if details is None else len(details.positions)
+            positions = _EMPTY_I64 if details is None else details.positions
+            k = len(positions)
             if k:
-                if self._n_index + int(details.positions[-1]) > _MAX_LINK:
+                if self._n_index + int(positions[-1]) > _MAX_LINK:
                     raise AtfV2Error("index_seq of a detail event would not fit the u32 link field", self._index_path)
                 if self._n_detail + k - 1 > _MAX_LINK:
                     raise AtfV2Error("too many detail events for the u32 detail_seq field", self._detail_path)
@@ -447,6 +451,7 @@ class ThreadWriter:
             t_last = int(ts[-1])
             try:
                 if k:
+                    assert details is not None  # k > 0: a batch with events
                     target = self._detail_path
                     if self._detail_fd is None:
                         created_detail = True
@@ -461,9 +466,9 @@ class ThreadWriter:
                     # detail file would carry, so it is never written for a bad batch
                     self._check_timestamps(events)
                     detail_crc = crc32(framed, detail_crc)
-                    d_first = self._d_t_first if self._n_detail else int(ts[details.positions[0]])
+                    d_first = self._d_t_first if self._n_detail else int(ts[positions[0]])
                     footer = self._detail_footer(
-                        self._n_detail + k, self._detail_bytes + detail_len, detail_crc, d_first, int(ts[details.positions[-1]])
+                        self._n_detail + k, self._detail_bytes + detail_len, detail_crc, d_first, int(ts[positions[-1]])
                     )
                     _write_all(self._detail_fd, [framed, footer], detail_end)
                     target = self._index_path
@@ -471,7 +476,7 @@ class ThreadWriter:
                 def index_footer(crc: int) -> np.ndarray:
                     return self._index_footer(self._n_index + n, crc, t_first, t_last)
 
-                index_crc = self._write_index(events, details.positions if k else _EMPTY_I64, index_end, index_footer)
+                index_crc = self._write_index(events, positions, index_end, index_footer)
             except BaseException as exc:
                 self._rollback(index_end, detail_end, created_detail)
                 if isinstance(exc, OSError):
@@ -479,7 +484,7 @@ class ThreadWriter:
                 raise
             # commit
             if k:
-                first_pos, last_pos = int(details.positions[0]), int(details.positions[-1])
+                first_pos, last_pos = int(positions[0]), int(positions[-1])
                 if self._n_detail == 0:
                     self._d_seq_first = self._n_index + first_pos
                     self._d_t_first = int(events["timestamp_ns"][first_pos])
@@ -685,7 +690,7 @@ class ThreadWriter:
 
     # --------------------------------------------------------------- finishing
 
-    def finalize(self, fsync: bool | None = None) -> dict:
+    def finalize(self, fsync: bool | None = None) -> dict[str, Any]:
         """Write footers and final headers; return a summary dict (idempotent).
 
         Summary keys: thread_id, index_events, detail_events, index_bytes,

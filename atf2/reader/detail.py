@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import CorruptFileError, DanglingLinkError
 from ..kernels.crc import crc32
@@ -183,14 +184,14 @@ class DetailReader(HeaderFooterMixin):
     # ----------------------------------------------------------------- metadata
 
     @property
-    def offsets(self) -> np.ndarray:
+    def offsets(self) -> npt.NDArray[np.int64]:
         """int64 byte offset of each detail event in the file (read-only)."""
         view = self._offsets.view()
         view.setflags(write=False)
         return view
 
     @property
-    def index_seqs(self) -> np.ndarray:
+    def index_seqs(self) -> npt.NDArray[np.uint32]:
         """uint32 backward link (index_seq) of each detail event (read-only)."""
         view = self._seqs.view()
         view.setflags(write=False)

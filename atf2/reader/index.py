@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import CorruptFileError
 from ..kernels.crc import crc32
@@ -152,7 +153,7 @@ class IndexReader(HeaderFooterMixin):
         return bool(int(self._header["flags"]) & FLAG_HAS_DETAIL_FILE)
 
     @property
-    def events(self) -> np.ndarray:
+    def events(self) -> npt.NDArray[np.void]:
         """Zero-copy read-only structured view of every event (valid while open)."""
         self._check_open()
         return self._events
@@ -212,7 +213,7 @@ class IndexReader(HeaderFooterMixin):
         self._check_open()
         return _new_tuple(IndexEvent, _EVENT_STRUCT.unpack_from(self._map, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * i))
 
-    def take(self, indices: Any) -> np.ndarray:
+    def take(self, indices: npt.ArrayLike) -> npt.NDArray[np.void]:
         """Events at ``indices`` (any integer array; negatives count from the end)."""
         self._check_open()
         idx = np.asarray(indices)

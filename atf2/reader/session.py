@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import ManifestError
 from ..kernels.merge import merge_chunk, merge_inputs
 from ..layout import INDEX_EVENT_DTYPE
 from ..manifest import STATUS_COMPLETE, read_manifest, thread_dir
 from ..payload import ManifestSymbols
-from .index import IndexEvent
+from .index import IndexEvent, VerifyResult
 from .thread import ThreadReader
+
+if TYPE_CHECKING:
+    from ..analysis import Summary
 
 #: one event of the merged session order: the index fields, then ``thread``
 #: (position of the thread in ``SessionReader.threads``) and ``seq`` (its
@@ -87,7 +91,7 @@ class SessionReader:
         return self.status != STATUS_COMPLETE or any(t.recovered for t in self.threads)
 
     @property
-    def thread_ids(self) -> list:
+    def thread_ids(self) -> list[int]:
         """Thread numbers N of the session, in order."""
         return [t.thread_id for t in self.threads]
 
@@ -150,7 +154,12 @@ class SessionReader:
         addrs, lens = merge_inputs(arrays)
         return arrays, addrs, lens
 
-    def merged(self, chunk_size: int | None = None) -> Any:
+    @overload
+    def merged(self, chunk_size: None = None) -> npt.NDArray[np.void]: ...
+    @overload
+    def merged(self, chunk_size: int) -> Iterator[npt.NDArray[np.void]]: ...
+
+    def merged(self, chunk_size: int | None = None) -> npt.NDArray[np.void] | Iterator[npt.NDArray[np.void]]:
         """Every event of every thread in global order (timestamp, thread, index_seq).
 
         Without ``chunk_size``: one ``MERGED_EVENT_DTYPE`` array. With it: an
@@ -169,7 +178,7 @@ class SessionReader:
             raise ValueError("chunk_size must be positive")
         return self._merged_chunks(chunk_size)
 
-    def _merged_chunks(self, chunk_size: int) -> Iterator[np.ndarray]:
+    def _merged_chunks(self, chunk_size: int) -> Iterator[npt.NDArray[np.void]]:
         if not self.threads:
             return
         arrays, addrs, lens = self._merge_inputs()
@@ -191,25 +200,25 @@ class SessionReader:
 
     # ------------------------------------------------------------------- checks
 
-    def verify(self) -> dict:
+    def verify(self) -> dict[int, dict[str, VerifyResult]]:
         """Verify every thread (CRCs, order, links); ``{thread_id: {...}}``. Raises CorruptFileError."""
         return {t.thread_id: t.verify() for t in self.threads}
 
     # ------------------------------------------------- analysis (atf2.analysis)
 
-    def summary(self, **kw: Any) -> Any:
+    def summary(self, **kw: Any) -> Summary:
         """``atf2.summary(self, **kw)``."""
         from ..analysis import summary
 
         return summary(self, **kw)
 
-    def intervals(self, **kw: Any) -> Any:
+    def intervals(self, **kw: Any) -> npt.NDArray[np.void]:
         """``atf2.intervals(self, **kw)``."""
         from ..analysis import intervals
 
         return intervals(self, **kw)
 
-    def export_chrome(self, path: str | os.PathLike[str], **kw: Any) -> Any:
+    def export_chrome(self, path: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
         """``atf2.export_chrome(self, path, **kw)``."""
         from ..export import export_chrome
 

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import CorruptFileError, DanglingLinkError
 from ..layout import DETAIL_FILE_NAME, INDEX_FILE_NAME, NO_DETAIL
 from .detail import DetailEvent, DetailReader
-from .index import IndexEvent, IndexReader
+from .index import IndexEvent, IndexReader, VerifyResult
 
 
 def _field(event: Any, name: str) -> int:
@@ -104,7 +104,7 @@ class ThreadReader:
             )
         return self.index[seq]
 
-    def verify(self) -> dict:
+    def verify(self) -> dict[str, VerifyResult]:
         """Verify both files and the links between them; raise ``CorruptFileError``."""
         n_detail = -1 if self.detail is None else len(self.detail)
         out = {"index": self.index.verify(detail_count=max(n_detail, 0))}
