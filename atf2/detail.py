@@ -541,8 +541,10 @@ def make_flight_writer(session: Session, channel: ThreadChannel) -> FlightWriter
 
     options = session.flight_options
     assert options is not None  # only flight-mode sessions make flight writers
+    writer = channel.writer
+    assert writer is not None and not isinstance(writer, FlightWriter)  # the ThreadWriter just opened
     return FlightWriter(
-        channel.writer, channel.ctrl, channel.thread_id, options, symbol_matcher(session, options),
+        writer, channel.ctrl, channel.thread_id, options, symbol_matcher(session, options),
         {mark_function_id(session)}, session.config.detail_pool_bytes,
     )
 

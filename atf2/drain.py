@@ -31,7 +31,8 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -92,7 +93,13 @@ WRITE_BEHIND_CHUNKS = 32
 class Drain:
     """Owns the staging buffers and the loop; one per session."""
 
-    def __init__(self, config: RingConfig, channels, flush_interval: float, on_channels_changed):
+    def __init__(
+        self,
+        config: RingConfig,
+        channels: Callable[[], list[ThreadChannel]],
+        flush_interval: float,
+        on_channels_changed: Callable[[], object],
+    ) -> None:
         self.config = config
         self._channels = channels  # callable -> list of ThreadChannel (snapshot)
         self._on_channels_changed = on_channels_changed
@@ -316,7 +323,10 @@ class Drain:
             if stage not in self._inflight and stage not in self._free_stages:
                 self._free_stages.append(stage)  # not handed to the I/O thread (or written already)
 
-    def _drain_chunk_into(self, ch: ThreadChannel, limit: int, chain: list, stage: int, anchor_ticks, anchor_ns, n_anchors) -> int:
+    def _drain_chunk_into(
+        self, ch: ThreadChannel, limit: int, chain: list, stage: int,
+        anchor_ticks: np.ndarray, anchor_ns: np.ndarray, n_anchors: int,
+    ) -> int:
         ctrl = ch.ctrl
         writer = ch.writer
         events_buf, words = self._stages[stage]
@@ -419,7 +429,9 @@ class Drain:
             self._free_stages.extend(self._inflight)
             self._inflight.clear()
 
-    def _write_encoded(self, ch: ThreadChannel, events: np.ndarray, crc, crc_in: int, last: int, clamped: int) -> None:
+    def _write_encoded(
+        self, ch: ThreadChannel, events: np.ndarray, crc: int | None, crc_in: int, last: int, clamped: int
+    ) -> None:
         """Write one encoded chunk (on the write-behind thread) and account for it."""
         writer = ch.writer
         assert writer is not None  # chunks are queued only for a channel with a writer
@@ -547,7 +559,7 @@ class _WriteBehind:
         self._error: BaseException | None = None
         self.cpu_s = 0.0  # thread CPU time of the jobs
 
-    def submit(self, tag: int, fn, *args) -> None:
+    def submit(self, tag: int, fn: Callable[..., object], *args: Any) -> None:
         if self._jobs is None or self._pid != os.getpid():
             self._jobs = queue.SimpleQueue()
             self._pid = os.getpid()

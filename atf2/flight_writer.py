@@ -26,6 +26,7 @@ from .flight import (
     WINDOW_OPEN,
     FlightOptions,
     Triggers,
+    Windows,
     compute_windows,
     find_triggers,
     manifest_windows,
@@ -40,7 +41,7 @@ from .layout import (
     EVENT_CALL,
     INDEX_EVENT_DTYPE,
 )
-from .writer import DetailBatch, _normalize_details
+from .writer import DetailBatch, ThreadWriter, _normalize_details
 
 _EMPTY_TRIGGERS = Triggers(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint64), np.empty(0, np.int64))
 
@@ -48,8 +49,8 @@ _EMPTY_TRIGGERS = Triggers(np.empty(0, np.int64), np.empty(0, np.int64), np.empt
 class FlightWriter:
     """Wraps a ThreadWriter (same ``write_events`` / ``close`` / ``finalize`` interface)."""
 
-    def __init__(self, writer, ctrl: np.ndarray | None, thread_id: int, options: FlightOptions,
-                 symbol_trigger: Callable[[int], bool], mark_fids: set[int], hold_bytes: int):
+    def __init__(self, writer: ThreadWriter, ctrl: np.ndarray | None, thread_id: int, options: FlightOptions,
+                 symbol_trigger: Callable[[int], bool], mark_fids: set[int], hold_bytes: int) -> None:
         self.writer = writer
         self.thread_id = int(thread_id)
         self.ctrl = ctrl
@@ -184,7 +185,7 @@ class FlightWriter:
             self.ctrl[CTRL_DETAIL_DROPS + DROP_OUTSIDE_WINDOW] += np.uint64(self._uncounted)
         self._uncounted = 0
 
-    def _horizon(self, windows, final: bool) -> int:
+    def _horizon(self, windows: Windows, final: bool) -> int:
         """Positions below the horizon are decided: no future trigger can reach them."""
         end = self._base + len(self._events)
         if final:

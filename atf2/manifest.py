@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import threading
-from typing import Any, TypeGuard
+from typing import Any, NoReturn, TypeGuard
 
 from .errors import ManifestError
 from .layout import (
@@ -300,7 +300,7 @@ def validate_manifest(data: Any, path: str = MANIFEST_NAME) -> dict:
     return data
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     # NaN / Infinity / -Infinity: Python's json reads them, JSON does not have
     # them, and write_manifest (allow_nan=False) could not write them back
     raise ValueError(f"{name} is not a JSON value")

@@ -122,7 +122,7 @@ class PayloadOptions:
     bigint_cap: int = 64
     repr_timeout_ns: int = 1_000_000_000
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, low, high in (
             ("max_args", 0, PAYLOAD_MAX_VALUES),
             ("text_cap", 0, PAYLOAD_U32_MAX),
@@ -151,7 +151,7 @@ class TruncatedStr(str):
 
     original_length: int
 
-    def __new__(cls, prefix: str, original_length: int):
+    def __new__(cls, prefix: str, original_length: int) -> TruncatedStr:
         self = super().__new__(cls, prefix)
         self.original_length = original_length
         return self
@@ -165,7 +165,7 @@ class TruncatedBytes(bytes):
 
     original_length: int
 
-    def __new__(cls, prefix: bytes, original_length: int):
+    def __new__(cls, prefix: bytes, original_length: int) -> TruncatedBytes:
         self = super().__new__(cls, prefix)
         self.original_length = original_length
         return self
@@ -199,7 +199,7 @@ class _Unbound:
 
     _instance = None
 
-    def __new__(cls):
+    def __new__(cls) -> _Unbound:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -496,7 +496,7 @@ class _Cursor:
         self.pos = start + n
         return start
 
-    def unpack(self, st: struct.Struct, what: str):
+    def unpack(self, st: struct.Struct, what: str) -> tuple[Any, ...]:
         return st.unpack_from(self.data, self.need(st.size, what))
 
     def take(self, n: int, what: str) -> bytes:
@@ -514,7 +514,7 @@ def _as_str(data: bytes, original: int) -> str:
     return TruncatedStr(s, original) if len(s) < original else s
 
 
-def _read_value(cur: _Cursor):
+def _read_value(cur: _Cursor) -> Any:
     at = cur.pos
     (tag,) = cur.unpack(_TAG, "value tag")
     if tag == PAYLOAD_VAL_NONE:

@@ -89,8 +89,8 @@ class RingConfig:
     #: the most an index pool may grow, as a multiple of ring_count (a power of two; 1: fixed)
     ring_growth: int = 8
 
-    def __post_init__(self):
-        def check(ok: bool, what: str):
+    def __post_init__(self) -> None:
+        def check(ok: bool, what: str) -> None:
             if not ok:
                 raise AtfV2Error(f"invalid ring option: {what}")
 
