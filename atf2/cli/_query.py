@@ -4,28 +4,32 @@ failure into one line on stderr instead of a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AtfV2Error
+
+if TYPE_CHECKING:
+    from ..reader import SessionReader
 
 #: set to get the traceback of an unexpected error (for bug reports)
 DEBUG_ENV = "ATF2_DEBUG"
 
 
-def add_session_argument(parser) -> None:
+def add_session_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session", metavar="SESSION", help="session directory (the one holding manifest.json)")
 
 
-def add_json_flag(parser) -> None:
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
-def open_session(path: str):
+def open_session(path: str) -> SessionReader:
     from ..reader import SessionReader
 
     if not os.path.isdir(path):
@@ -73,7 +77,7 @@ def guarded(name: str) -> Callable:
 
     def wrap(run: Callable) -> Callable:
         @functools.wraps(run)
-        def guarded_run(args) -> int:
+        def guarded_run(args: argparse.Namespace) -> int:
             try:
                 return run(args)
             except AtfV2Error:

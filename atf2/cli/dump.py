@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import json
 import sys
@@ -31,7 +32,7 @@ def _ns_arg(text: str) -> tuple[bool, int]:
     return relative, value
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "dump",
         help="events in global order with names, indented by depth, detail values when present",
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -90,7 +91,7 @@ def _detail_text(event: DetailEvent, as_json: bool) -> Any:  # a str, or a dict 
 
 
 @guarded("dump")
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise AtfV2Error("--limit must be >= 0")
     with open_session(args.session) as reader:

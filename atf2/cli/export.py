@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ..export import export_chrome
 from ._query import add_json_flag, add_session_argument, fmt_bytes, guarded, open_session, print_json
 
 FORMATS = ("chrome",)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
         help="write a Chrome Trace Event Format JSON timeline (open it in ui.perfetto.dev or chrome://tracing)",
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
 
 
 @guarded("export")
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     with open_session(args.session) as reader:
         result = export_chrome(
             reader, args.output, threads=args.thread, relative=not args.absolute,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..reader import SessionReader
 import os
 
 from ..layout import DETAIL_FILE_NAME, INDEX_FILE_NAME
 from ._query import add_json_flag, add_session_argument, fmt_bytes, fmt_ns, guarded, open_session, print_json
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="what a session holds: status, threads, events, time range, drops, sizes")
     add_session_argument(p)
     add_json_flag(p)
@@ -22,7 +27,7 @@ def _size(path: str) -> int:
         return 0
 
 
-def collect(reader) -> dict:
+def collect(reader: SessionReader) -> dict[str, Any]:
     entries = {int(t["id"]): t for t in reader.manifest["threads"]}
     threads = []
     drops: dict = {"index": {}, "detail": {}}
@@ -67,7 +72,7 @@ def collect(reader) -> dict:
 
 
 @guarded("info")
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     with open_session(args.session) as reader:
         info = collect(reader)
     if args.json:

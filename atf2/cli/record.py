@@ -14,6 +14,10 @@ children (fork and spawn) record their own sessions beside it, in
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..stats import SessionStats
 import os
 import sys
 import time
@@ -22,7 +26,7 @@ from .. import detail as _detail  # issue 5: detail modes
 from ..errors import AtfV2Error
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "record",
         help="run a Python program and record every function call",
@@ -47,7 +51,7 @@ def default_session_dir(now: time.struct_time | None = None) -> str:
     return os.path.join("atf2_traces", f"session_{stamp}", f"pid_{os.getpid()}")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from .. import runner, tracer
 
     target = list(args.target)
@@ -89,7 +93,7 @@ def run(args) -> int:
     return status
 
 
-def _print_summary(session_dir: str, stats, elapsed: float, tracer) -> None:
+def _print_summary(session_dir: str, stats: SessionStats, elapsed: float, tracer: Any) -> None:
     events = stats.index.recorded
     try:
         per_event_ns = tracer.measure_event_cost_ns()

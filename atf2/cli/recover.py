@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ..recover import recover_session
 from ..verify import verify_session
 from ._query import add_json_flag, add_session_argument, guarded, print_json
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "recover",
         help="repair a session whose recorder was killed (footers, headers, manifest)",
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
 
 
 @guarded("recover")
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     report = recover_session(args.session)
     problems = verify_session(args.session)
     if args.json:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..reader import SessionReader
+
 from ..analysis import SORT_KEYS
 from ..errors import AtfV2Error
+from ..layout import field_names
 from ._query import add_json_flag, add_session_argument, fmt_ns, guarded, open_session, print_json
 
 #: short sort names accepted besides the column names
@@ -17,7 +26,7 @@ SORT_ALIASES = {
 }
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "summary",
         help="per function: calls, inclusive/exclusive time (total, mean, max); threads' busy time",
@@ -34,16 +43,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _records(rows, reader) -> list:
+def _records(rows: np.ndarray, reader: SessionReader) -> list[dict[str, Any]]:
     out = []
     for r in rows:
-        d = {name: r[name].item() for name in rows.dtype.names}
+        d = {name: r[name].item() for name in field_names(rows.dtype)}
         d["name"] = reader.symbol_name(d["function_id"])
         out.append(d)
     return out
 
 
-def _table(rows, reader, indent="") -> None:
+def _table(rows: np.ndarray, reader: SessionReader, indent: str = "") -> None:
     print(f"{indent}{'calls':>10} {'incl total':>11} {'incl mean':>10} {'incl max':>10} {'excl total':>11} {'excl mean':>10} {'excl max':>10}  function")
     for r in rows:
         marks = []
@@ -60,7 +69,7 @@ def _table(rows, reader, indent="") -> None:
 
 
 @guarded("summary")
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise AtfV2Error("--top must be >= 0")
     sort = SORT_ALIASES.get(args.sort, args.sort)
@@ -73,7 +82,7 @@ def run(args) -> int:
         s = reader.summary(threads=args.thread, sort=sort, top=args.top or None)
         if args.json:
             doc = {"sort": sort, "functions": _records(s.functions, reader),
-                   "threads": [{n: r[n].item() for n in s.threads.dtype.names} for r in s.threads]}
+                   "threads": [{n: r[n].item() for n in field_names(s.threads.dtype)} for r in s.threads]}
             if args.per_thread:
                 doc["per_thread"] = _records(s.per_thread, reader)
             print_json(doc)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..verify import Problem
+
 from ..verify import verify_session
 from ._query import add_json_flag, add_session_argument, guarded, print_json
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "verify",
         help="check CRCs, counts, links and the manifest; exit 1 on any problem",
@@ -18,12 +24,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _as_dict(p) -> dict:
+def _as_dict(p: Problem) -> dict[str, Any]:
     return {"path": p.path, "offset": p.offset, "message": p.message}
 
 
 @guarded("verify")
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     notes: list = []
     problems = verify_session(args.session, notes)
     if args.json:
