@@ -282,7 +282,7 @@ class Tracer:
         what = _EVENT_CODES.get(event)
         if what is None:
             return None
-        ctrl[CTRL_HOOK_DEPTH] = _first_event_depth(int(ctrl[CTRL_HOOK_DEPTH]), what)
+        ctrl[CTRL_HOOK_DEPTH] = _first_event_depth(int(ctrl[CTRL_HOOK_DEPTH]), what, self.c_calls)
         self._call_hook(ctrl, frame, what, arg)
         return None
 
@@ -299,6 +299,9 @@ class Tracer:
             threading.setprofile(self._thread_start_hook)
             if _PY312:
                 _set_profile_all(self._bootstrap_address, id(self._adopter))
+                # that was every thread, this one too: off it at once (no event
+                # comes between two ctypes calls), it is installed below or later
+                _set_profile(None, None)
             else:
                 set_profile_other_threads(self._bootstrap_address, id(self._adopter))
             self.threads_adopted += 1
@@ -390,7 +393,6 @@ def _warm_up() -> None:
     table_insert(table, 1, 16, 1)
     table_lookup(table, 1, 16)
     table_rehash(table, new_table(4), 3)
-    first_event_depth(np.uint64(0), 0)
     # .compile() takes Numba's lock even when the work is done: ask only once
     # (a forked child may inherit that lock held by a thread that no longer exists).
     if not _PY312 and not set_profile_other_threads.signatures:

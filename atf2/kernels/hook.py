@@ -276,17 +276,21 @@ def capture(ctrl_addr, frame, what, arg):
 
 
 @njit(inline="always", nogil=True)
-def first_event_depth(frames_below, what):
+def first_event_depth(frames_below, what, c_calls):
     """CTRL_HOOK_DEPTH to seed before the first event of a thread, from the
     number of Python frames below the event's ``frame``.
 
     CALL: the new frame is at ``frames_below``. RETURN: it is leaving from
     there (the hook decrements first). C events: the C function sits one
-    above its calling ``frame``.
+    above its calling ``frame``; when C calls are not recorded (``c_calls``
+    false) the hook ignores the event, so the seed is what the next Python
+    event needs (a CALL above ``frame`` or ``frame``'s RETURN). A thread's
+    first event is often a C one: the C_RETURN of ``time.sleep`` in a thread
+    running when tracing starts, of ``sys.setprofile`` on 3.12+.
     """
     if what == PY_TRACE_CALL:
         return frames_below
-    if what == PY_TRACE_RETURN or what == PY_TRACE_C_CALL:
+    if what == PY_TRACE_RETURN or what == PY_TRACE_C_CALL or not c_calls:
         return frames_below + _ONE
     return frames_below + _TWO
 
@@ -335,7 +339,7 @@ def adopt_thread(adopt, frame, what):
     if ctrl_addr == _ZERO:
         return _ZERO
     ctrl = carray(_u64_pointer(ctrl_addr), CTRL_SLOTS)
-    ctrl[CTRL_HOOK_DEPTH] = first_event_depth(ctrl[CTRL_HOOK_DEPTH], what)
+    ctrl[CTRL_HOOK_DEPTH] = first_event_depth(ctrl[CTRL_HOOK_DEPTH], what, (ctrl[CTRL_HOOK_FLAGS] & _FLAG_C_CALLS) != _ZERO)
     return ctrl_addr
 
 
