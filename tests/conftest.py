@@ -99,3 +99,23 @@ def no_session_left():
     s = session_mod.active_session()
     if s is not None:
         s.stop()
+
+
+def pytest_configure(config):
+    """The coverage floor (``fail_under`` in setup.cfg) holds for the whole suite only.
+
+    A run of some tests (paths, ``-k``, ``-m``, ``--lf``) still measures and
+    reports coverage, but is not failed for covering less than all of them.
+    """
+    cov = config.pluginmanager.getplugin("_cov")
+    if cov is None or cov.options.cov_fail_under is None:
+        return
+    whole_suite = (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and config.option.markexpr == "not fuzz_long"
+        and not config.getoption("lf", False)
+        and not config.getoption("deselect", None)
+    )
+    if not whole_suite:
+        cov.options.cov_fail_under = None
