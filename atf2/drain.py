@@ -565,7 +565,15 @@ class _WriteBehind:
             self._pid = os.getpid()
             self._pending.clear()
             self._thread = threading.Thread(target=self._serve, args=(self._jobs,), name="atf2-drain-io", daemon=True)
-            self._thread.start()
+            try:
+                self._thread.start()
+            except RuntimeError:  # 3.12+ starts no thread at interpreter shutdown (a stop at exit): write here
+                self._jobs = self._thread = None
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - raised at the drain's next wait, as from the thread
+                    self._error = exc
+                return
         done = threading.Event()
         self._pending[tag] = done
         self._jobs.put((fn, args, done))
