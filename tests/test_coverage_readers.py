@@ -94,3 +94,48 @@ def test_symbol_table_names_modules_and_lookups():
     modules, symbols = table.to_manifest()
     assert modules == [{"id": 0, "name": "m", "path": "/m.py"}] and [s["name"] for s in symbols] == ["f", "g"]
     assert table.lookup(fid).qualname == "f" and table.lookup(12345) is None
+
+
+def test_opaque_detail_events_have_no_decoded_fields(tmp_path, make_events):
+    with atf2.ThreadReader(_thread(tmp_path, make_events)) as t:
+        d = t.detail.get(0)
+        assert d.flags == 0 and d.decoded() is None
+        assert d.args is None and d.return_value is None and d.exception is None and d.stack is None
+        assert bytes(t.detail.payload_view(0)) == b"\x01\x02"
+        with pytest.raises(DanglingLinkError):
+            t.detail.payload_view(3)
+        assert repr(t.detail).endswith("thread 0: 3 events>") and repr(t.index).endswith("thread 0: 6 events>")
+
+
+def _cut_footer(path, footer_size, extra=0):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - footer_size - extra)
+
+
+def test_recovered_files_time_range_and_repr(tmp_path, make_events):
+    d = _thread(tmp_path, make_events)
+    _cut_footer(d / "index.atf", atf2.layout.INDEX_FOOTER_SIZE)
+    _cut_footer(d / "detail.atf", atf2.layout.DETAIL_FOOTER_SIZE)
+    with atf2.ThreadReader(d) as t:
+        assert t.recovered and repr(t.index).endswith("recovered>") and repr(t.detail).endswith("recovered>")
+        ev = t.index.events
+        assert t.index.time_range() == (int(ev["timestamp_ns"][0]), int(ev["timestamp_ns"][-1]))
+        assert t.detail.time_range() == (t.detail[0].timestamp, t.detail[2].timestamp)
+
+
+def test_recovered_empty_files_time_range(tmp_path):
+    d = tmp_path / "w"
+    d.mkdir()
+    with atf2.ThreadWriter(d, 0) as w:
+        w.write_events(np.zeros(0, dtype=atf2.INDEX_EVENT_DTYPE), [])
+        w.finalize()
+    _cut_footer(d / "thread_0" / "index.atf", atf2.layout.INDEX_FOOTER_SIZE)
+    with atf2.IndexReader(d / "thread_0" / "index.atf") as r:
+        assert r.recovered and len(r) == 0 and r.time_range() == (0, 0)
+
+
+def test_take_needs_integer_indices(tmp_path, make_events):
+    with atf2.ThreadReader(_thread(tmp_path, make_events)) as t:
+        assert len(t.index.take([])) == 0  # an empty list is float64 to numpy, and fine
+        with pytest.raises(TypeError, match="indices must be integers"):
+            t.index.take([1.5])
