@@ -6,14 +6,22 @@ turn ``SystemExit`` into an exit status, and report an uncaught exception
 through ``sys.excepthook`` with the traceback starting at the program's own
 frames. ``wait_for_threads`` then does what interpreter shutdown does first
 (join non-daemon threads, run ``threading`` at-exit callbacks such as
-``concurrent.futures``'), so that work is traced too.
+``concurrent.futures``'), so the other threads' work is traced to its end.
+
+What is traced of the main thread (``start_recording(...,
+current_thread=False)``): the program's code only, from the CALL of its
+``<module>`` at call_depth 0 to its RETURN (EXCEPTION if it ends by one): the
+code is called as a Python function (``tracer.call_traced``), never through
+``exec`` or the runner's frames, so the trace holds nothing of atf2.
 
 Children (``atf2 record``): ``enable_child_tracing(root, options)`` makes
 every ``multiprocessing`` child record its own session in
 ``root/pid_<pid>/``: forked children through an ``os.register_at_fork`` hook
-(the inherited session is already disabled by ``atf2.session``), spawned
-(and forkserver-less) children through the command line ``multiprocessing``
-builds for them, which first imports this module to start the recording.
+(the inherited session is already disabled by ``atf2.session``; the trace
+starts where ``os.fork()`` returns in the child, installed by a C callable),
+spawned (and forkserver-less) children through the command line
+``multiprocessing`` builds for them, which first imports this module to
+start the recording and traces ``spawn_main``'s call only.
 The options travel in the environment variable ``ATF2_RECORD``.
 """
 

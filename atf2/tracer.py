@@ -4,7 +4,10 @@
 trace_python=True)``) installs ``atf2.kernels.hook.capture_hook`` as the C
 profile function of
 
-* the calling thread, at once, with its real stack depth;
+* the calling thread, at once, with its real stack depth; or, with
+  ``current_thread=False``, only inside ``call_traced(function)`` (from the
+  function's CALL at depth 0 to its exit: ``atf2 record``'s ``<module>``) or
+  from where a running C call returns (``arm_after_return``: a forked child);
 * threads already running: ``bootstrap_hook`` is set on each of their thread
   states (3.12+: ``PyEval_SetProfileAllThreads``; 3.11 has no public
   equivalent, so a nopython loop over ``PyThreadState_Next`` calls the
@@ -13,7 +16,9 @@ profile function of
 * threads started later: ``threading.setprofile`` installs a Python bootstrap
   that runs once per thread, before ``run()``, and does the same.
 
-``stop_tracing()`` removes the hook from every thread, puts back the
+A thread whose depth-0 frame is left is unhooked by the hook itself: its
+teardown (thread-local destructors, the session's exit bookkeeping) is not
+the program's. ``stop_tracing()`` removes the hook from every thread, puts back the
 ``threading`` profile hook and the calling thread's previous profiler
 (``sys.getprofile()`` is what it was before), and releases the code objects
 kept alive for the code table.
