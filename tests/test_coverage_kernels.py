@@ -36,3 +36,20 @@ def test_code_table_rehash_skips_empty_slots():
     assert table_insert(table, 7, 0x1000, 1)
     bigger = new_table(16)
     assert table_rehash(table, bigger, 15) == 1 and int(np.count_nonzero(bigger)) == 2
+
+
+def _fnv1a64_reference(data: bytes, h: int = 0xCBF29CE484222325) -> int:
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_fnv1a64_matches_the_definition_and_continues():
+    from atf2.kernels.fnv import fnv1a64
+
+    data = bytes(range(256)) * 3
+    buf = np.frombuffer(data, dtype=np.uint8)
+    assert int(fnv1a64(buf[:0])) == 0xCBF29CE484222325
+    assert int(fnv1a64(np.frombuffer(b"a", dtype=np.uint8))) == 0xAF63DC4C8601EC8C  # published test vector
+    assert int(fnv1a64(buf)) == _fnv1a64_reference(data)
+    assert int(fnv1a64(buf[100:], fnv1a64(buf[:100]))) == _fnv1a64_reference(data)
