@@ -45,6 +45,7 @@ from .errors import SessionStateError
 from .kernels.codetable import MISSING, new_table, table_insert, table_lookup, table_rehash
 from .kernels.hook import (
     FLAG_C_CALLS,
+    FLAG_END_AT_BOTTOM,
     PY_TRACE_C_CALL,
     PY_TRACE_C_EXCEPTION,
     PY_TRACE_C_RETURN,
@@ -236,12 +237,16 @@ class Tracer:
         ctrl[SLOT_TABLE_PTR] = self.codes.address
         ctrl[SLOT_TABLE_MASK] = self.codes.capacity - 1
 
-    def _prepare(self, ctrl, depth: int) -> None:
-        """Fill the hook's slots of a thread's control block."""
+    def _prepare(self, ctrl, depth: int, end_at_bottom: bool = False) -> None:
+        """Fill the hook's slots of a thread's control block.
+
+        ``end_at_bottom``: leaving the frame at depth 0 ends the thread's
+        Python work; the hook unhooks the thread there (FLAG_END_AT_BOTTOM).
+        """
         self._publish_table(ctrl)
         ctrl[SLOT_REGISTRAR] = id(self._registrar)
         ctrl[SLOT_FALLBACK_ID] = self._fallback_id
-        ctrl[CTRL_HOOK_FLAGS] = FLAG_C_CALLS if self.c_calls else 0
+        ctrl[CTRL_HOOK_FLAGS] = (FLAG_C_CALLS if self.c_calls else 0) | (FLAG_END_AT_BOTTOM if end_at_bottom else 0)
         ctrl[CTRL_HOOK_DEPTH] = depth
         if self.detail is not None:  # issue 5
             self.detail.prepare(ctrl)
@@ -269,7 +274,7 @@ class Tracer:
             if not self.active:  # stopped meanwhile: stay unhooked
                 _set_profile(None, None)
                 return None
-            self._prepare(ctrl, depth)
+            self._prepare(ctrl, depth, end_at_bottom=_started_by_threading())
             _set_profile(self.hook_address, id(ctrl))
             self.threads_adopted += 1
             return ctrl
@@ -332,7 +337,7 @@ class Tracer:
         with self._lock:
             if not self.active:
                 raise SessionStateError("call_traced: tracing is stopped")
-            self._prepare(ctrl, 0)  # the documented base: the program's <module> is at depth 0
+            self._prepare(ctrl, 0, end_at_bottom=True)  # the documented base: the program's <module> is at depth 0
         _set_profile(self.hook_address, id(ctrl))
         try:
             return function()
@@ -487,6 +492,13 @@ def stop_tracing() -> Tracer | None:
 #: Threads of atf2 itself (the drain and its helpers) are named with this
 #: prefix; they are never traced, whenever they start.
 INTERNAL_THREAD_PREFIX = "atf2-"
+
+
+def _started_by_threading() -> bool:
+    """Is the calling thread a ``threading.Thread`` started by ``start()`` (its
+    depth-0 frame is ``Thread._bootstrap``), not the main thread nor a foreign one?"""
+    thread = threading.current_thread()
+    return thread is not threading.main_thread() and not isinstance(thread, getattr(threading, "_DummyThread", ()))
 
 
 def _internal_thread() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import traceback
@@ -181,6 +182,30 @@ def test_threads_new_and_already_running(tmp_path):
         top = min(e[1] for e in fib_calls)
         assert top == (4 if info["name"] == "early" else 3)
         assert all(e[1] >= 0 for e in events)
+
+
+def test_a_thread_ends_at_its_bootstrap_and_its_teardown_is_not_recorded(tmp_path):
+    """A threading thread's last event is the RETURN of Thread._bootstrap at
+    depth 0: what runs after it (thread-local destructors, among them the
+    session's exit bookkeeping) is not the program's and is not recorded."""
+
+    def body():
+        workers = [threading.Thread(target=fib, args=(5,), name=f"w{i}") for i in range(2)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+
+    reader, _ = run_traced(tmp_path, body)
+    workers = [t for t, info in zip(reader.threads, reader.manifest["threads"], strict=True) if info["name"] != "MainThread"]
+    assert len(workers) == 2
+    for thread in workers:
+        events = thread_events(reader, thread)
+        assert events[-1] == (EVENT_RETURN, 0, "Thread._bootstrap")
+        assert len(calls(events, "fib")) == 15
+    atf2_dir = os.path.dirname(tracer.__file__) + os.sep
+    files = {reader.symbol(int(f)).file or "" for t in workers for f in t.index.events["function_id"]}
+    assert not [f for f in files if f.startswith(atf2_dir)]
 
 
 def test_functions_made_in_a_loop_keep_distinct_ids(tmp_path):

@@ -51,11 +51,13 @@ addresses are reused at once.
 (bottom frame = 0), kept in ``CTRL_HOOK_DEPTH``; the tracer seeds it with the
 real stack depth when it installs the hook, so it stays right through threads
 adopted mid-flight, generators and exceptions (every frame left by an
-exception gets its own EXCEPTION event). When the frame at depth 0 is left,
-the thread's Python work is over: the hook removes itself from the thread
-(``atf2 record`` seeds the program's ``<module>`` at depth 0, so the main
-thread ends there too), and the thread's teardown (thread-local destructors,
-atf2's own exit bookkeeping) is not recorded.
+exception gets its own EXCEPTION event). With ``FLAG_END_AT_BOTTOM`` (threads
+of ``threading``, whose depth-0 frame is ``Thread._bootstrap``; the main
+thread under ``atf2 record``, whose depth-0 frame is the program's
+``<module>``), leaving the depth-0 frame ends the thread's Python work: the
+hook removes itself, and the thread's teardown (thread-local destructors,
+atf2's own exit bookkeeping) is not recorded. Other threads (a C library's,
+calling Python back again and again at depth 0) stay hooked.
 
 ``capture_hook`` leaves C-function events at once; ``capture_hook_c_calls``
 is the variant used when C calls are recorded.
@@ -106,6 +108,9 @@ SLOT_REGISTRAR = CTRL_HOOK_SCRATCH2  #: address of the registrar (a Python calla
 SLOT_FALLBACK_ID = CTRL_HOOK_SCRATCH3  #: function id recorded when the registrar fails
 #: CTRL_HOOK_FLAGS bit: record C function calls too
 FLAG_C_CALLS = 1
+#: CTRL_HOOK_FLAGS bit: the thread's depth-0 frame is its whole Python work
+#: (a threading thread's _bootstrap, atf2 record's <module>): unhook when it is left
+FLAG_END_AT_BOTTOM = 2
 
 # CPython's profile event codes (Include/cpython/pystate.h, stable since 2.x)
 PY_TRACE_CALL = 0
@@ -201,6 +206,7 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _ZERO = np.uint64(0)
 _FLAG_C_CALLS = np.uint64(FLAG_C_CALLS)
+_FLAG_END_AT_BOTTOM = np.uint64(FLAG_END_AT_BOTTOM)
 
 
 @njit(nogil=True)
@@ -266,7 +272,7 @@ def capture(ctrl_addr, frame, what, arg):
     rows = np.intp(ctrl[CTRL_INDEX_RING_CAPACITY] * max(ctrl[CTRL_INDEX_RING_COUNT], ctrl[CTRL_INDEX_RING_COUNT_TARGET]))
     pool = carray(_u64_pointer(ctrl[CTRL_INDEX_POOL_PTR]), (rows, RING_RECORD_WORDS))
     index_ring_push(ctrl, pool, ts, fid, kind | (depth << _DEPTH_SHIFT))
-    if depth == _ZERO and what == PY_TRACE_RETURN:
+    if depth == _ZERO and what == PY_TRACE_RETURN and (ctrl[CTRL_HOOK_FLAGS] & _FLAG_END_AT_BOTTOM) != _ZERO:
         # The thread's bottom frame is gone: what Python still runs on this
         # thread is its teardown (thread-local destructors, among them the
         # session's exit sentinel), not the program. Unhook it (last: the
