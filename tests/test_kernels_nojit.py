@@ -25,6 +25,8 @@ from pathlib import Path
 TESTS = Path(__file__).parent
 
 #: test files (relative to tests/) run without the JIT ...
+#: (node ids are given relative to the root directory, the child's working
+#: directory: --deselect matches them as pytest spells them)
 SELECTION = [
     "test_layout.py",
     "test_coverage_kernels.py",  # code table, FNV-1a
@@ -61,7 +63,7 @@ def test_kernel_tests_pass_without_the_jit():
     run = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "nojit_plugin", "--no-cov", "-p", "no:cacheprovider",
-            "--durations=5", *[str(TESTS / s) for s in SELECTION], *[f"--deselect={TESTS / s}" for s in DESELECT],
+            "--durations=5", *[f"tests/{s}" for s in SELECTION], *[f"--deselect=tests/{s}" for s in DESELECT],
         ],
         cwd=TESTS.parent,
         env=env,
