@@ -192,7 +192,7 @@ class Tracer:
             self._call_hook = _call_capture_hook
 
     # ----------------------------------------------------------- slow paths
-    def _register(self, subject) -> int:
+    def _register(self, subject) -> int:  # pragma: no cover - a hook callback (see setup.cfg)
         """First sight of a function (called by the hook): its function id.
 
         Lock discipline (this runs inside other threads' profile callbacks):
@@ -220,7 +220,7 @@ class Tracer:
                 self.codes.pinned.append(obj)
         return fid
 
-    def _insert(self, key: int, fid: int) -> None:
+    def _insert(self, key: int, fid: int) -> None:  # pragma: no cover - a hook callback (see setup.cfg)
         if 2 * (self.codes.count + 1) > self.codes.capacity:
             capacity = self.codes.capacity * 2
             table = new_table(capacity)
@@ -252,7 +252,7 @@ class Tracer:
             self.detail.prepare(ctrl)
         self._ctrls.append(ctrl)
 
-    def _adopt_ctrl(self, frame):
+    def _adopt_ctrl(self, frame):  # pragma: no cover - a hook callback (see setup.cfg)
         """Register the calling thread and install the capture hook on it.
 
         Returns its control block (CTRL_HOOK_DEPTH = frames below ``frame``),
@@ -279,12 +279,12 @@ class Tracer:
             self.threads_adopted += 1
             return ctrl
 
-    def _adopt(self, frame) -> int:
+    def _adopt(self, frame) -> int:  # pragma: no cover - a hook callback (see setup.cfg)
         """``_adopt_ctrl`` for the bootstrap cfunc: the control block's address, 0 if not traced."""
         ctrl = self._adopt_ctrl(frame)
         return 0 if ctrl is None else _data_address(ctrl)
 
-    def _thread_start_hook(self, frame, event, arg):
+    def _thread_start_hook(self, frame, event, arg):  # pragma: no cover - a hook callback (see setup.cfg)
         """threading.setprofile bootstrap: runs once, on a new thread's first event."""
         ctrl = self._adopt_ctrl(frame)
         if ctrl is None:
