@@ -98,3 +98,49 @@ def test_recover_of_a_complete_session_changes_nothing(capsys, session):
     status, out, _ = run(capsys, "recover", session, "--json")
     doc = json.loads(out)
     assert status == 0 and doc["verified"] and doc["problems"] == [] and not doc["changed"]
+
+
+class _Event:
+    """A detail event stand-in: ``decoded()`` returns ``decoded`` or raises ``error``."""
+
+    def __init__(self, decoded=None, error=None, payload=b"\x01\x02"):
+        self._decoded, self._error, self.payload = decoded, error, payload
+
+    def decoded(self):
+        if self._error is not None:
+            raise self._error
+        return self._decoded
+
+
+def _decoded(args=None, return_value=None, exception=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(args=args, return_value=return_value, exception=exception)
+
+
+def test_dump_detail_text_every_shape():
+    from atf2.cli.dump import _detail_text
+
+    bad = _Event(error=AtfV2Error("truncated payload"))
+    assert _detail_text(bad, True) == {"payload_hex": "0102", "decode_error": "truncated payload"}
+    assert _detail_text(bad, False) == "[2 bytes 0102]"
+    raised = _Event(_decoded(exception=("ValueError", "bad")))
+    assert _detail_text(raised, False) == "raised ValueError: bad"
+    assert _detail_text(raised, True) == {"exception": ["ValueError", "bad"]}
+    long_value = "x" * 100
+    returned = _Event(_decoded(return_value=long_value))
+    assert _detail_text(returned, False) == "= " + repr(long_value)[:57] + "..."
+    assert _detail_text(returned, True) == {"return_value": repr(long_value)}
+    assert _detail_text(_Event(_decoded(args=[(None, 3)])), False) == "(3)"
+    assert _detail_text(_Event(_decoded()), False) == ""
+
+
+def test_dump_option_errors_and_an_early_end(capsys, session):
+    status, _, err = run(capsys, "dump", session, "--from", "soon")
+    assert status == 2 and "not a number of nanoseconds: 'soon'" in err
+    status, _, err = run(capsys, "dump", session, "--limit", -1)
+    assert status == 2 and "--limit must be >= 0" in err
+    status, out, _ = run(capsys, "dump", session, "--to", "+0", "--no-details")
+    assert status == 0 and len(out.splitlines()) >= 1 and "[" not in out  # the first event(s) only, no detail values
+    status, out, _ = run(capsys, "dump", session, "--limit", 0)
+    assert status == 0 and out == ""
