@@ -144,3 +144,28 @@ def test_dump_option_errors_and_an_early_end(capsys, session):
     assert status == 0 and len(out.splitlines()) >= 1 and "[" not in out  # the first event(s) only, no detail values
     status, out, _ = run(capsys, "dump", session, "--limit", 0)
     assert status == 0 and out == ""
+
+
+def test_recover_text_report_of_cut_files_and_a_broken_manifest(capsys, tmp_path, make_events, write_session):
+    import os
+
+    import atf2.layout as L
+
+    ev = make_events(6, thread_id=0)
+    d = write_session(tmp_path / "s", {0: [(ev, [b"\x01" if i % 2 == 0 else None for i in range(6)])]})
+    index = d / "thread_0" / "index.atf"
+    detail = d / "thread_0" / "detail.atf"
+    with open(index, "r+b") as f:
+        f.truncate(os.path.getsize(index) - L.INDEX_FOOTER_SIZE - 5)  # a partial last event
+    with open(detail, "r+b") as f:
+        f.truncate(os.path.getsize(detail) - L.DETAIL_FOOTER_SIZE - 30)  # the last detail events are lost
+    (d / "manifest.json").write_text("{")
+    status, out, _ = run(capsys, "recover", d)
+    assert status == 0
+    assert out.splitlines() == [
+        "thread 0: 5 index events, 1 detail events; 20 bytes of detail.atf from byte 89 kept in detail.atf.partial; "
+        "27 bytes of index.atf from byte 224 kept in index.atf.partial; 2 links to lost detail events cleared (see recovered.json)",
+        "unreadable manifest.json kept as manifest.json.partial; a new manifest was written",
+        f"{d}: status recovered",
+        "verify: OK",
+    ]
