@@ -169,3 +169,33 @@ def test_recover_text_report_of_cut_files_and_a_broken_manifest(capsys, tmp_path
         f"{d}: status recovered",
         "verify: OK",
     ]
+
+
+@pytest.mark.parametrize("argv", [[], ["--"]])
+def test_record_needs_something_to_run(capsys, tmp_path, argv):
+    status, _, err = run(capsys, "record", "-o", tmp_path / "s", *argv)
+    assert status == 2 and "nothing to run" in err and not (tmp_path / "s").exists()
+
+
+def test_record_summary_lines(capsys, tmp_path):
+    from types import SimpleNamespace
+
+    from atf2.cli.record import _children_dirs, _print_summary
+
+    session = tmp_path / "pid_1"
+    for name in ("pid_1", "pid_2", "pid_3", "other"):
+        (tmp_path / name).mkdir()
+    assert _children_dirs(str(session)) == ["pid_2", "pid_3"]
+    assert _children_dirs(str(tmp_path / "gone" / "pid_1")) == []
+
+    class Tracer:
+        @staticmethod
+        def measure_event_cost_ns():
+            raise RuntimeError("no estimate here")
+
+    index = SimpleNamespace(recorded=10, written=9, dropped=1, drops={"ring_full": 1, "pool_exhausted": 0})
+    stats = SimpleNamespace(index=index, threads=[1, 2], bytes_written=1234)
+    _print_summary(str(session), stats, 0.0, Tracer)
+    err = capsys.readouterr().err
+    assert "dropped 1 {'ring_full': 1}" in err and "nan ns/event" in err and "0% of elapsed" in err
+    assert "children 2 sessions beside it: pid_2, pid_3" in err
