@@ -18,6 +18,22 @@ from atf2.manifest import write_manifest
 #: shared fixtures so that a fresh clone carries them)
 REFERENCE_DIR = Path(os.environ.get("ATF2_REFERENCE_FIXTURES", Path(__file__).parent / "data" / "reference-c-writer"))
 
+#: Coverage's subprocess measurement (``patch = subprocess``) starts in every
+#: Python child whose environment has one of these.
+COVERAGE_ENV = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
+
+
+def env_without_coverage(**extra: str) -> dict[str, str]:
+    """This process's environment for a child that coverage must not measure.
+
+    For children that are SIGKILLed on purpose (one killed while coverage
+    saves its data leaves a corrupt data file that the final combine warns
+    about), and for children whose behaviour a second tracer would change.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in COVERAGE_ENV}
+    env.update(extra)
+    return env
+
 
 def _make_events(n, thread_id=0, t0=1_000, step=10, seed=0, kinds=None):
     """n INDEX_EVENT_DTYPE events with non-decreasing timestamps (steps 0..2*step)."""

@@ -12,31 +12,26 @@ disagrees with ``atf2.layout`` or with a signature fails the build.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("sphinx", reason="the docs extra (sphinx, numpydoc, sphinx-argparse, myst-parser) is not installed")
+from conftest import env_without_coverage
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-#: Coverage's subprocess measurement (``patch = subprocess``) starts in every
-#: Python child that has one of these. The docs' examples show atf2 as a user
-#: runs it, without a trace function: under coverage's tracer the detail
-#: capture cannot see exception values (``<unavailable>``, see PAYLOAD.md), and
-#: measuring Sphinx itself would only make the build slower.
-_COVERAGE_ENV = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
+# The docs' examples run as a user runs atf2, outside coverage
+# (env_without_coverage): under coverage's tracer the detail capture cannot see
+# exception values (``<unavailable>``, see PAYLOAD.md), and measuring Sphinx
+# itself would only make the build slower.
 
 
 def _sphinx(builder: str, source: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
            "-d", str(out / "doctrees"), str(source), str(out / builder)]
-    env = {k: v for k, v in os.environ.items() if k not in _COVERAGE_ENV}
+    env = env_without_coverage()
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 

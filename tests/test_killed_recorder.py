@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import env_without_coverage
 
 import atf2
 
@@ -91,7 +92,8 @@ def killed(tmp_path_factory):
     progress = tmp / "progress"
     d = tmp / "session"
     proc = subprocess.Popen([sys.executable, "-m", "atf2", "record", "-o", str(d), str(script), str(progress)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp,
+                            env=env_without_coverage())  # SIGKILLed: see env_without_coverage
     try:
         deadline = time.monotonic() + 120
         while read_progress(progress) < 20_000:

@@ -13,6 +13,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import env_without_coverage
 
 import atf2
 import atf2.session as session_mod
@@ -35,8 +36,11 @@ def wait_until(cond, timeout=30.0):
         time.sleep(0.002)
 
 
-def run_py(code, timeout=120):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+def run_py(code, timeout=120, measured=True):
+    """Run ``code`` in a fresh interpreter; ``measured=False`` for one that is SIGKILLed (env_without_coverage)."""
+    env = None if measured else env_without_coverage()
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 def test_end_to_end_every_field(tmp_path):
@@ -278,7 +282,7 @@ def test_killed_process_keeps_what_was_flushed(tmp_path):
             atf2.emit("f", 1)
         time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGKILL)
-    """)
+    """, measured=False)
     assert r.returncode == -signal.SIGKILL
     m = manifest(d)
     assert m["status"] == "recording" and m["threads"][0]["id"] == 0
