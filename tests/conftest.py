@@ -26,9 +26,10 @@ COVERAGE_ENV = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
 def env_without_coverage(**extra: str) -> dict[str, str]:
     """This process's environment for a child that coverage must not measure.
 
-    For children that are SIGKILLed on purpose (one killed while coverage
-    saves its data leaves a corrupt data file that the final combine warns
-    about), and for children whose behaviour a second tracer would change.
+    For children that are SIGKILLed on purpose or run under a tiny
+    RLIMIT_FSIZE (either leaves a corrupt coverage data file that the final
+    combine warns about), and for children whose behaviour a second tracer
+    would change.
     """
     env = {k: v for k, v in os.environ.items() if k not in COVERAGE_ENV}
     env.update(extra)
