@@ -348,13 +348,18 @@ def _utf8_text(block, buf, pos, cap, text, limit):
 
 
 @njit(nogil=True)
-def _type_info(block, t, obj):
-    mask = block[DETAIL_CALL_TYPE_MASK]
-    table = carray(_u64_pointer(block[DETAIL_CALL_TYPE_TABLE]), np.intp(2) * (np.intp(mask) + 1))
-    info = table_find(table, mask, t)
+def _cached_info(block, mask_slot, table_slot, fn_slot, key, arg):
+    """The info word cached under ``key`` in the block's table, else the Python callback's answer for ``arg``.
+
+    The callback (which also fills the table) returns an int; its failure,
+    or an int that does not fit, gives MISSING with no error left pending.
+    """
+    mask = block[mask_slot]
+    table = carray(_u64_pointer(block[table_slot]), np.intp(2) * (np.intp(mask) + 1))
+    info = table_find(table, mask, key)
     if info != MISSING:
         return info
-    result = _call1(block[DETAIL_CALL_TYPE_FN], block, obj)
+    result = _call1(block[fn_slot], block, arg)
     if _address(result) == _ZERO:
         _PyErr_Clear()
         return MISSING
@@ -363,6 +368,11 @@ def _type_info(block, t, obj):
     if info == MISSING and _address(_PyErr_Occurred()) != _ZERO:
         _PyErr_Clear()
     return info
+
+
+@njit(nogil=True)
+def _type_info(block, t, obj):
+    return _cached_info(block, DETAIL_CALL_TYPE_MASK, DETAIL_CALL_TYPE_TABLE, DETAIL_CALL_TYPE_FN, t, obj)
 
 
 @njit(nogil=True)
@@ -497,20 +507,7 @@ def _put_stack(ctrl, buf, k, cap, frame, below):
 
 @njit(nogil=True)
 def _code_info(block, code_addr, frame):
-    mask = block[DETAIL_CALL_INFO_MASK]
-    table = carray(_u64_pointer(block[DETAIL_CALL_INFO_TABLE]), np.intp(2) * (np.intp(mask) + 1))
-    info = table_find(table, mask, code_addr)
-    if info != MISSING:
-        return info
-    result = _call1(block[DETAIL_CALL_INFO_FN], block, _address(frame))
-    if _address(result) == _ZERO:
-        _PyErr_Clear()
-        return MISSING
-    info = _PyLong_AsUnsignedLongLong(result)
-    _Py_DecRef(result)
-    if info == MISSING and _address(_PyErr_Occurred()) != _ZERO:
-        _PyErr_Clear()
-    return info
+    return _cached_info(block, DETAIL_CALL_INFO_MASK, DETAIL_CALL_INFO_TABLE, DETAIL_CALL_INFO_FN, code_addr, _address(frame))
 
 
 @njit(nogil=True)
