@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import exception_exits
 from .errors import SessionStateError
 from .kernels.codetable import MISSING, new_table, table_insert, table_lookup, table_rehash
 from .kernels.hook import (
@@ -172,6 +173,8 @@ class Tracer:
         self._lock = threading.RLock()
         self._ctrls: list = []  # control blocks holding the table's address
         self._fallback_id = self.symbols.register("<unknown>", "<unknown>", "<atf2>", "", 0)
+        # what the hooks need to tell exception exits on 3.12 (probed once, before any hook is ours)
+        self._exit_flags = exception_exits.hook_flags()
         # Bound methods are created per attribute access: keep one of each alive,
         # since the hook holds their raw addresses.
         self._registrar = self._register
@@ -246,7 +249,9 @@ class Tracer:
         self._publish_table(ctrl)
         ctrl[SLOT_REGISTRAR] = id(self._registrar)
         ctrl[SLOT_FALLBACK_ID] = self._fallback_id
-        ctrl[CTRL_HOOK_FLAGS] = (FLAG_C_CALLS if self.c_calls else 0) | (FLAG_END_AT_BOTTOM if end_at_bottom else 0)
+        ctrl[CTRL_HOOK_FLAGS] = (
+            (FLAG_C_CALLS if self.c_calls else 0) | (FLAG_END_AT_BOTTOM if end_at_bottom else 0) | self._exit_flags
+        )
         ctrl[CTRL_HOOK_DEPTH] = depth
         if self.detail is not None:  # issue 5
             self.detail.prepare(ctrl)
@@ -597,39 +602,12 @@ def measure_event_cost_ns(events: int = 60000, repeat: int = 5) -> float:
     return max(0.0, (best_traced - best_plain) / (rounds * 2 * (depth + 1)))
 
 
-_unwind_probe: bool | None = None
-
-
 def exception_exits_reported() -> bool:
-    """Does this CPython tell profilers that a frame is left by an exception?
+    """Are frames left by an exception recorded as EXCEPTION on this CPython?
 
-    It does by calling them with PyTrace_RETURN and a NULL argument (3.11,
-    3.13+). CPython 3.12.1 passes None instead (its legacy-profiling shim,
-    ``sys_profile_unwind``), which is indistinguishable from ``return None``:
-    there, frames left by an exception are recorded as RETURN. Probed once,
-    with a throwaway ctypes profile function, outside any tracing.
+    3.11 and 3.13+ tell a profile function so (RETURN with a NULL argument);
+    3.12 says ``return None`` and the hooks work it out
+    (``atf2.kernels.exception_exit``) once ``atf2.exception_exits`` has found
+    the generator state it needs. Probed once, outside any tracing.
     """
-    global _unwind_probe
-    if _unwind_probe is None:
-        seen = []
-
-        @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
-        def probe(obj, frame, what, arg):
-            if what == PY_TRACE_RETURN:
-                seen.append(arg)
-            return 0
-
-        def raiser():
-            raise ValueError
-
-        previous = sys.getprofile()
-        _set_profile(ctypes.cast(probe, ctypes.c_void_p).value, None)
-        try:
-            raiser()
-        except ValueError:
-            pass
-        finally:
-            _set_profile(None, None)
-            _restore_profile(previous)
-        _unwind_probe = bool(seen) and seen[0] is None  # c_void_p NULL arrives as None
-    return _unwind_probe
+    return exception_exits.exception_exits_recorded()

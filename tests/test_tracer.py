@@ -116,7 +116,7 @@ def test_exception_exits_are_exception_events(tmp_path):
     events = thread_events(reader, main_thread(reader))
     seq = [e for e in events if e[2] in ("catcher", "middle_raise", "inner_raise")]
     d = seq[0][1]
-    left = EVENT_EXCEPTION if tracer.exception_exits_reported() else EVENT_RETURN  # 3.12.1: see there
+    left = EVENT_EXCEPTION  # 3.12 too, though it says `return None` (tests/test_exception_exits.py)
     assert seq == [
         (EVENT_CALL, d, "catcher"),
         (EVENT_CALL, d + 1, "middle_raise"),
@@ -139,7 +139,7 @@ def test_generators_resume_and_suspend(tmp_path):
     events = [e for e in thread_events(reader, main_thread(reader)) if e[2] == "gen"]
     kinds = [e[0] for e in events]
     # first generator: 2 resumes + close; second: 3 resumes (0, 1, StopIteration)
-    closed = EVENT_EXCEPTION if tracer.exception_exits_reported() else EVENT_RETURN
+    closed = EVENT_EXCEPTION
     assert kinds == [1, 2, 1, 2, 1, closed, 1, 2, 1, 2, 1, 2]
     depths = {e[1] for e in events}
     assert len(depths) == 1  # always resumed from the same caller depth

@@ -74,6 +74,7 @@ from ..layout import (
     CTRL_ENABLED,
     CTRL_HOOK_DEPTH,
     CTRL_HOOK_DETAIL,
+    CTRL_HOOK_FLAGS,
     CTRL_INDEX_WRITE_POS,
     CTRL_SLOTS,
     DETAIL_CALL_ABSORB_FN,
@@ -144,6 +145,7 @@ from ..layout import (
     PAYLOAD_VAL_UNBOUND,
 )
 from .codetable import MISSING, table_find
+from .exception_exit import left_by_exception
 from .hook import (
     _OBJECT_HEAD,
     _SIGNATURE,
@@ -602,7 +604,7 @@ def capture_detail(ctrl, block_addr, frame, what, arg):
         if info & _INFO_TRUNCATED:
             flags |= PAYLOAD_F_ARGS_TRUNCATED
         pos = _put_call_values(block, buf, pos, cap, frame, count)
-    elif _address(arg) != _ZERO:
+    elif _address(arg) != _ZERO and not left_by_exception(frame, _pointer(code_addr), arg, ctrl[CTRL_HOOK_FLAGS]):
         kind = EVENT_RETURN
         count = 1
         pos = _put_value(block, buf, pos, cap, arg)

@@ -36,9 +36,10 @@ when ``arg`` is NULL: CPython reports a frame unwound by an exception as a
 RETURN with a NULL argument (3.11: ``exit_unwind`` in ceval.c calls the
 profiler with ``PyTrace_RETURN, NULL``; 3.13: ``PY_UNWIND`` in
 legacy_tracing.c, ``sys_profile_unwind``, does the same; verified on 3.11.7
-and 3.13.0). CPython 3.12.1's shim passes None there instead, so on it a
-frame left by an exception is recorded as RETURN
-(``atf2.tracer.exception_exits_reported()`` probes which one runs). A generator or
+and 3.13.0). CPython 3.12's shim passes None there instead: on 3.12 a
+RETURN with None goes to ``atf2.kernels.exception_exit.left_by_exception``,
+which tells from the frame's last instruction (the constant False elsewhere,
+so other versions pay nothing). A generator or
 coroutine resumed is a CALL, suspended (yield/await) is a RETURN, as CPython
 reports them. C functions (``PyTrace_C_CALL / C_RETURN / C_EXCEPTION``) are
 recorded only when ``FLAG_C_CALLS`` is set; ``arg`` is then a
@@ -99,6 +100,7 @@ from ..layout import (
     RING_RECORD_WORDS,
 )
 from .codetable import MISSING, table_find
+from .exception_exit import left_by_exception
 from .ring import index_ring_push
 
 # Hook-private control block slots (the four scratch words atf2.layout gives the tracer).
@@ -237,7 +239,7 @@ def capture(ctrl_addr, frame, what, arg):
         subject = frame
         if what == PY_TRACE_CALL:
             kind = _CALL
-        elif _address(arg) == _ZERO:
+        elif _address(arg) == _ZERO or left_by_exception(frame, code, arg, ctrl[CTRL_HOOK_FLAGS]):  # 3.12: see there
             kind = _EXCEPTION
         else:
             kind = _RETURN
