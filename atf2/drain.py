@@ -61,8 +61,6 @@ from .layout import (
     CTRL_INDEX_DROPS,
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_READ_POS,
-    CTRL_INDEX_RING_COUNT,
-    CTRL_INDEX_RING_COUNT_TARGET,
     CTRL_INDEX_WM_LOW,
     CTRL_INDEX_WM_STATE,
     CTRL_INDEX_WRITE_POS,
@@ -257,7 +255,6 @@ class Drain:
         waiting = limit - int(ctrl[CTRL_INDEX_READ_POS])
         if waiting > int(ctrl[CTRL_INDEX_DRAIN_HIGH_WATER]):
             ctrl[CTRL_INDEX_DRAIN_HIGH_WATER] = waiting
-        self._grow(ch, waiting)
         details = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
         if waiting <= 0 and not details:
             watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
@@ -281,28 +278,6 @@ class Drain:
                 break
         watermark_update(ctrl, ctrl[CTRL_INDEX_WRITE_POS] - ctrl[CTRL_INDEX_READ_POS])
         return taken
-
-    def _grow(self, ch: ThreadChannel, waiting: int) -> None:
-        """Ask for a pool twice as large when ``ch``'s backlog is over its low watermark.
-
-        A backlog that large at the start of a drain means this thread fills
-        its pool faster than the drain empties it (the drain waited for a
-        core, the disk stalled): the next stall would drop events. The
-        producer doubles the ring count at its next eligible ring switch
-        (``index_ring_advance``), up to ``RingConfig.ring_growth`` times the
-        initial count; the watermarks follow once it has. Threads the drain
-        keeps up with never grow (and cost their initial pool at most).
-        """
-        ctrl = ch.ctrl
-        count = int(ctrl[CTRL_INDEX_RING_COUNT])
-        if count != ch.watermarks_ring_count:
-            ch.set_watermarks(count)
-        if (
-            waiting >= int(ctrl[CTRL_INDEX_WM_LOW])
-            and int(ctrl[CTRL_INDEX_RING_COUNT_TARGET]) <= count
-            and count < self.config.ring_count * self.config.ring_growth
-        ):
-            ctrl[CTRL_INDEX_RING_COUNT_TARGET] = 2 * count
 
     def _drain_chunk(self, ch: ThreadChannel, limit: int, chain: list) -> int:
         """Take at most one chunk of index records below ``limit`` (and their details), write it; return the records taken.

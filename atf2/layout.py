@@ -347,7 +347,7 @@ CTRL_HOOK_SCRATCH0 = 34
 CTRL_HOOK_SCRATCH1 = 35
 CTRL_HOOK_SCRATCH2 = 36
 CTRL_HOOK_SCRATCH3 = 37
-CTRL_INDEX_RING_COUNT_TARGET = 39  #: D: index rings the drain wants this thread to have (growth: the producer doubles RING_COUNT toward it, see index_ring_advance)
+CTRL_INDEX_RING_COUNT_TARGET = 39  #: S: the most index rings the pool has rows for (the producer grows RING_COUNT toward it, see index_ring_advance)
 # drop counters: CTRL_*_DROPS + reason code, DROP_REASON_SLOTS words per lane.
 # Reasons counted by the producer and by the drain live in distinct words.
 CTRL_INDEX_DROPS = 40

@@ -69,9 +69,9 @@ class RingConfig:
     intervals) and 8 detail rings of 1 MiB.
 
     Growth: a thread's index pool may double its ring count up to
-    ``ring_growth`` times its initial rings, when the drain finds its backlog
-    over the low watermark (a thread producing faster than the drain gets a
-    core or a disk to write with). The address space for the largest pool is
+    ``ring_growth`` times its initial rings, when the producer finds its
+    backlog over the low watermark at a ring switch (a thread producing
+    faster than the drain gets a core or a disk to write with). The address space for the largest pool is
     reserved when the thread registers (``numpy.empty``: no memory until
     touched), so a thread costs what it uses: at most 24 MiB at the default
     rate of events, up to 192 MiB (8 Mi events: 400 ms at 20 M events/s)
@@ -198,7 +198,9 @@ class ThreadChannel:
         c[CTRL_INDEX_POOL_PTR] = self.index_pool.__array_interface__["data"][0]
         c[CTRL_INDEX_RING_CAPACITY] = config.ring_capacity
         c[CTRL_INDEX_RING_COUNT] = config.ring_count
-        c[CTRL_INDEX_RING_COUNT_TARGET] = config.ring_count
+        # the most rings the pool may grow to: the producer doubles the count
+        # toward it while its backlog is over the low mark (index_ring_advance)
+        c[CTRL_INDEX_RING_COUNT_TARGET] = config.ring_count * config.ring_growth
         self.set_watermarks(config.ring_count)
         if config.detail:
             c[CTRL_DETAIL_POOL_PTR] = self.detail_words.__array_interface__["data"][0]
@@ -219,12 +221,11 @@ class ThreadChannel:
         self.reported = False  # the drain has told the session this channel closed
 
     def set_watermarks(self, ring_count: int) -> None:
-        """The index lane's watermarks for a pool of ``ring_count`` rings (again by the drain when it grew)."""
+        """The index lane's watermarks for a pool of ``ring_count`` rings (the producer doubles them when the pool grows)."""
         c = self.ctrl
         total = self.config.ring_capacity * ring_count
         c[CTRL_INDEX_WM_HIGH] = max(1, int(total * self.config.high_watermark))
         c[CTRL_INDEX_WM_LOW] = min(int(c[CTRL_INDEX_WM_HIGH]) - 1, int(total * self.config.low_watermark))
-        self.watermarks_ring_count = ring_count
 
     @property
     def index_ring_count(self) -> int:

@@ -1,7 +1,7 @@
-"""Index pools that grow: a thread whose backlog the drain finds over the low
-watermark gets twice the rings, up to ``ring_growth`` times its initial pool,
-without moving a waiting record (``index_ring_advance``); a thread the drain
-keeps up with keeps its initial pool."""
+"""Index pools that grow: a thread whose backlog is over the low watermark at
+a ring switch gets twice the rings, up to ``ring_growth`` times its initial
+pool, without moving a waiting record (``index_ring_advance``); a thread the
+drain keeps up with keeps its initial pool."""
 
 import time
 
@@ -36,50 +36,87 @@ def drops(ch):
 
 
 def test_growth_keeps_every_waiting_record_in_place():
-    """Asked to grow while its whole pool waits, the producer doubles the ring
-    count at its next eligible ring switch (an odd multiple of the pool): the
-    waiting records stay readable where they are, new ones go to fresh rows."""
+    """A backlog over the low mark at a ring switch doubles the ring count
+    there (the block of the waiting records is even: their rows stay), up to
+    RING_COUNT_TARGET; the waiting records stay readable where they are,
+    new ones go to fresh rows; the watermarks double with the pool."""
     ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=4), 1, "t")
     assert ch.index_pool.shape == (64 * 4 * 4, L.RING_RECORD_WORDS) and ch.index_ring_count == 4
-    ch.ctrl[L.CTRL_INDEX_RING_COUNT_TARGET] = 16
-    produce(ch.ctrl, ch.index_pool, 0, 256)  # the pool is full, nothing taken
+    assert int(ch.ctrl[L.CTRL_INDEX_RING_COUNT_TARGET]) == 16  # the rows the array has
+    assert (int(ch.ctrl[L.CTRL_INDEX_WM_LOW]), int(ch.ctrl[L.CTRL_INDEX_WM_HIGH])) == (64, 192)
+    produce(ch.ctrl, ch.index_pool, 0, 64)  # 64 waiting: the low mark, but no switch yet
     assert ch.index_ring_count == 4
-    produce(ch.ctrl, ch.index_pool, 256, 256)  # w = 256, an odd multiple of 256: 8 rings, no reclaim
+    produce(ch.ctrl, ch.index_pool, 64, 1)  # switch at w = 64 with [0, 64) waiting in block 0: 8 rings
     assert ch.index_ring_count == 8 and drops(ch) == 0
-    assert take_all(ch) == (0, list(range(512)))
-    produce(ch.ctrl, ch.index_pool, 512, 200)  # w = 512 = 1 x 512 records: 16 rings (all taken, so no wait)
+    assert (int(ch.ctrl[L.CTRL_INDEX_WM_LOW]), int(ch.ctrl[L.CTRL_INDEX_WM_HIGH])) == (128, 384)
+    produce(ch.ctrl, ch.index_pool, 65, 127)  # switch at w = 128: 128 waiting, the new low mark: 16 rings
     assert ch.index_ring_count == 16 and drops(ch) == 0
-    produce(ch.ctrl, ch.index_pool, 712, 300)
-    assert take_all(ch) == (512, list(range(512, 1012)))
-    produce(ch.ctrl, ch.index_pool, 1012, 3000)
+    assert take_all(ch) == (0, list(range(192)))
+    produce(ch.ctrl, ch.index_pool, 192, 3000)
     assert ch.index_ring_count == 16  # the target: no further
     # a grown pool is exhausted like any other: oldest rings dropped, counted exactly
     start, fids = take_all(ch)
-    assert len(fids) == 1024 - 64 + 4012 % 64 and start + len(fids) == 4012 and drops(ch) == start - 1012
-    assert fids == list(range(start, 4012))
+    assert len(fids) == 1024 - 64 + 3192 % 64 and start + len(fids) == 3192 and drops(ch) == start - 192
+    assert fids == list(range(start, 3192))
 
 
 def test_growth_waits_for_a_switch_that_keeps_rows():
-    """Requested while records wait, growth waits for an odd multiple of the pool."""
+    """With the waiting records in an odd block of the pool (or across two
+    blocks) doubling would move them: the pool grows at the first switch
+    where they lie in one even block, and not below the low mark."""
     ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=2), 1, "t")
-    produce(ch.ctrl, ch.index_pool, 0, 200)
-    assert take_all(ch)[1] == list(range(200))
-    produce(ch.ctrl, ch.index_pool, 200, 100)  # past w = 256 (1 x 256) before any request
-    assert take_all(ch)[1] == list(range(200, 300))
-    ch.ctrl[L.CTRL_INDEX_RING_COUNT_TARGET] = 8
-    produce(ch.ctrl, ch.index_pool, 300, 200)
-    assert take_all(ch)[1] == list(range(300, 500))
-    produce(ch.ctrl, ch.index_pool, 500, 200)  # w passes 512 (2 x 256: even): still 4 rings
+    for first in range(0, 300, 50):  # the drain keeps up: under the low mark (64) at every switch
+        produce(ch.ctrl, ch.index_pool, first, 50)
+        assert take_all(ch)[1] == list(range(first, first + 50))
     assert ch.index_ring_count == 4
-    assert take_all(ch)[1] == list(range(500, 700))
-    produce(ch.ctrl, ch.index_pool, 700, 100)  # w = 768 = 3 x 256: 8 rings
+    produce(ch.ctrl, ch.index_pool, 300, 150)  # switches at 384, 448: [300, w) in block 1 of the pool (odd)
+    assert ch.index_ring_count == 4 and drops(ch) == 0
+    assert take_all(ch, 100)[1] == list(range(300, 400))
+    produce(ch.ctrl, ch.index_pool, 450, 130)  # switches at 512 ([400, 512): block 1), 576 ([400, 576): blocks 1 and 2)
+    assert ch.index_ring_count == 4 and drops(ch) == 0
+    assert take_all(ch)[1] == list(range(400, 580))
+    produce(ch.ctrl, ch.index_pool, 580, 61)  # switch at 640: [580, 640) in block 2 (even) but under the low mark
+    assert ch.index_ring_count == 4
+    produce(ch.ctrl, ch.index_pool, 641, 64)  # switch at 704: [580, 704) in block 2, 124 waiting: 8 rings
     assert ch.index_ring_count == 8 and drops(ch) == 0
-    produce(ch.ctrl, ch.index_pool, 800, 300)  # 400 waiting: more than the old pool held
-    assert drops(ch) == 0 and take_all(ch) == (700, list(range(700, 1100)))
+    produce(ch.ctrl, ch.index_pool, 705, 300)  # 425 waiting: more than the old pool held
+    assert ch.index_ring_count == 8 and drops(ch) == 0
+    assert take_all(ch) == (580, list(range(580, 1005)))
 
 
-def test_no_growth_without_a_request_or_past_the_limit():
-    ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=2, ring_growth=2), 1, "t")
+def test_no_growth_while_the_backlog_spans_two_blocks():
+    """Waiting records across two blocks of the pool (even, then odd) would
+    not all keep their rows in a doubled pool: no growth at that switch."""
+    ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=2), 1, "t")
+    for first in range(0, 200, 50):
+        produce(ch.ctrl, ch.index_pool, first, 50)
+        assert take_all(ch)[1] == list(range(first, first + 50))
+    produce(ch.ctrl, ch.index_pool, 200, 121)  # switch at 320: [200, 320) waiting, blocks 0 and 1
+    assert ch.index_ring_count == 4 and drops(ch) == 0
+    assert take_all(ch) == (200, list(range(200, 321)))
+
+
+def test_growth_rule_on_every_switch_of_a_lagging_drain():
+    """A producer pushing bursts while a drain takes irregular amounts: the
+    pool grows along the way, and every record taken is the one pushed at
+    its position; taken + dropped + waiting = pushed, exactly."""
+    rng = np.random.default_rng(7)
+    ch = ThreadChannel(0, RingConfig(ring_capacity=16, ring_count=2, ring_growth=16), 1, "t")
+    pushed = taken = 0
+    for _ in range(400):
+        k = int(rng.integers(1, 60))
+        produce(ch.ctrl, ch.index_pool, pushed, k)
+        pushed += k
+        start, fids = take_all(ch, int(rng.integers(1, 50)))
+        assert fids == list(range(start, start + len(fids)))
+        taken += len(fids)
+    assert ch.index_ring_count > 2
+    waiting = int(ch.ctrl[L.CTRL_INDEX_WRITE_POS]) - int(ch.ctrl[L.CTRL_INDEX_READ_POS])
+    assert taken + drops(ch) + waiting == pushed
+
+
+def test_no_growth_past_the_limit():
+    ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=2, ring_growth=1), 1, "t")
     produce(ch.ctrl, ch.index_pool, 0, 1000)
     assert ch.index_ring_count == 2 and drops(ch) == 1000 - 64 - 1000 % 64
     with pytest.raises(AtfV2Error, match="ring_growth"):
@@ -125,7 +162,7 @@ def test_a_thread_the_drain_keeps_up_with_keeps_its_pool(tmp_path):
         for k in range(40):
             produce(ch.ctrl, ch.index_pool, k * 500, 500)  # under the low mark (1024 of 4096)
             wait_consumed(sess, ch)
-        assert ch.index_ring_count == 4 and int(ch.ctrl[L.CTRL_INDEX_RING_COUNT_TARGET]) == 4
+        assert ch.index_ring_count == 4 and int(ch.ctrl[L.CTRL_INDEX_HIGH_WATER]) < 1024
 
 
 def test_a_grown_pool_is_not_recycled():

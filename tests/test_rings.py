@@ -42,6 +42,7 @@ def _as_ptr(typingctx, addr):
 
 
 def channel(cap=8, count=4, detail_bytes=128, detail_count=3, **kw):
+    kw.setdefault("ring_growth", 1)  # a fixed pool: growth is tests/test_drain_growth.py's
     cfg = RingConfig(ring_capacity=cap, ring_count=count, detail_ring_bytes=detail_bytes, detail_ring_count=detail_count, **kw)
     return ThreadChannel(0, cfg, 123, "t")
 

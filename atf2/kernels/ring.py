@@ -165,6 +165,22 @@ def index_ring_push(ctrl, pool, ts, function_id, kind_depth) -> None:
     atomic_store(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
 
 
+@njit(inline="always", nogil=True)
+def growth_keeps_rows(c, w, total):
+    """Whether a pool of ``total`` rows may double at ring switch ``w`` with records [c, w) waiting.
+
+    Rows are positions modulo the pool size. Doubling keeps every waiting
+    record in its row when they all lie in one block [k * total, (k + 1) *
+    total) with k even (then ``p % total == p % (2 * total)``); the records
+    from ``w`` on then go to rows no waiting record holds (the backlog is
+    under ``total``, the new pool twice that). With ``c == w`` nothing waits.
+    """
+    if c == w:
+        return True
+    block = c // total
+    return block == (w - _ONE) // total and block % np.uint64(2) == _ZERO
+
+
 @njit(cache=True, nogil=True)
 def index_ring_advance(ctrl) -> None:
     """Slow path of the push: the active ring is full (or none yet): make the next ring active.
@@ -178,21 +194,23 @@ def index_ring_advance(ctrl) -> None:
     cap = ctrl[CTRL_INDEX_RING_CAPACITY]
     count = ctrl[CTRL_INDEX_RING_COUNT]
     total = cap * count
-    # Growth (the drain asked for more rings in RING_COUNT_TARGET; the pool
-    # array has room for them): double the ring count where every waiting
-    # record keeps its pool row. The waiting records lie in [w - total, w);
-    # when w is an odd multiple of total, ``p % total == p % (2 * total)``
-    # for all of them, and the records from w on go to rows [total,
-    # 2 * total), never used yet. The new count is stored before WRITE_POS
-    # moves past w (release), and the drain reads the count after WRITE_POS.
-    if ctrl[CTRL_INDEX_RING_COUNT_TARGET] > count and w % total == _ZERO and (w // total) % np.uint64(2) == _ONE:
-        count = count * np.uint64(2)
-        total = cap * count
-        ctrl[CTRL_INDEX_RING_COUNT] = count
     c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
     # Backlog as the producer sees it before any reclaim: this is what the
     # watermarks and the high-water mark describe.
     waiting = w - c
+    # Growth, decided here at the switch, not by the drain: a backlog over
+    # the low watermark means the drain is not keeping up (it waits for a
+    # core, the disk stalls), and a drain that does not run cannot ask.
+    # RING_COUNT_TARGET: the most rings the pool array has rows for.
+    if waiting >= ctrl[CTRL_INDEX_WM_LOW] and count < ctrl[CTRL_INDEX_RING_COUNT_TARGET] and growth_keeps_rows(c, w, total):
+        count = count * np.uint64(2)
+        total = cap * count
+        ctrl[CTRL_INDEX_RING_COUNT] = count
+        # the watermarks follow the pool at once (the drain would only
+        # rescale them at its next visit: meanwhile the old low mark would
+        # make the next switch double the pool again)
+        ctrl[CTRL_INDEX_WM_HIGH] = ctrl[CTRL_INDEX_WM_HIGH] * np.uint64(2)
+        ctrl[CTRL_INDEX_WM_LOW] = ctrl[CTRL_INDEX_WM_LOW] * np.uint64(2)
     while w + cap - c > total:
         oldest_end = (c // cap + _ONE) * cap
         if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, oldest_end) == c:
