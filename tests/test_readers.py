@@ -4,6 +4,7 @@
 import json
 import os
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -120,6 +121,98 @@ def test_index_reader_on_struct_file(tmp_path):
     with pytest.raises(ValueError):
         r[0]
 
+
+
+def test_native_getitem_is_in_use():
+    """With a JIT on a little-endian host, reader[i] is the native reader (kernels/pyevent.py).
+
+    It falls back silently to the struct path elsewhere; here a silent fallback
+    would be a 2x slowdown nobody sees, so it is a failure."""
+    from numba.core import config
+
+    from atf2.reader import index as index_module
+
+    if config.DISABLE_JIT or sys.byteorder != "little":
+        pytest.skip("the native reader needs the JIT and a little-endian host")
+    assert index_module._read_native is not None
+    assert atf2.IndexReader.__getitem__ is atf2.IndexReader._getitem_native
+
+
+GETITEM_KEYS = [0, 1, 7, 19, -1, -7, -20, 20, -21, 1 << 70, -(1 << 70), True, False, np.int64(3), np.uint32(4), np.int8(-2),
+                "3", 2.0, None, slice(2, 5), slice(None, None, -3), [1, 2], np.array([4, -1]), (1, 2)]
+
+
+@pytest.mark.parametrize("getitem", ["_getitem_native", "_getitem_struct"])
+def test_getitem_paths_agree_with_struct_unpacking(tmp_path, getitem):
+    """Both reader[i] paths (native and pure Python) give the bytes' values, and the same errors."""
+    idx, _ = make_thread(7, n=20, detail_every=0)
+    idx[3] = (2**64 - 1, 2**64 - 2, 7, 3, 2**32 - 1, 2**32 - 2)  # every bit of every field set somewhere
+    idx[19] = (2**64 - 1, 0, 7, 1, 0, 0)
+    idx[:3] = sorted(idx[:3])
+    path = tmp_path / "index.atf"
+    path.write_bytes(index_bytes(7, sorted(idx[:19]) + [idx[19]], footer=False))
+    raw = path.read_bytes()
+    n = (len(raw) - 64) // 32
+
+    def expected(key):
+        if isinstance(key, slice):
+            return r.events[key]
+        if isinstance(key, (list, tuple, np.ndarray)):
+            return r.events[np.asarray(key)]
+        try:
+            i = key.__index__()
+        except (AttributeError, TypeError):
+            return TypeError
+        if not -n <= i < n:
+            return IndexError
+        return atf2.IndexEvent(*struct.unpack_from("<QQIIII", raw, 64 + 32 * (i % n)))
+
+    read = getattr(atf2.IndexReader, getitem)
+    with atf2.IndexReader(path) as r:
+        for key in GETITEM_KEYS:
+            want = expected(key)
+            if want is IndexError or want is TypeError:
+                with pytest.raises(want):
+                    read(r, key)
+            elif isinstance(want, np.ndarray):  # slices and index arrays: structured copies
+                got = read(r, key)
+                assert got.dtype == atf2.INDEX_EVENT_DTYPE and got.tolist() == want.tolist()
+            else:
+                got = read(r, key)
+                assert type(got) is atf2.IndexEvent and got == want and hash(got) == hash(tuple(want))
+                assert got.timestamp_ns == want[0] and got.kind_name == want.kind_name
+    for key in (0, -1, 5):
+        with pytest.raises(ValueError, match="closed"):
+            read(r, key)
+    empty = tmp_path / "empty.atf"
+    empty.write_bytes(index_bytes(7, []))
+    with atf2.IndexReader(empty) as r:
+        for key in (0, -1, 1):
+            with pytest.raises(IndexError):
+                read(r, key)
+
+
+def test_native_getitem_leaks_nothing(tmp_path):
+    """Reference counts: a million reader[i] leave no objects and no references behind."""
+    idx, _ = make_thread(7, n=20, detail_every=0)
+    path = tmp_path / "index.atf"
+    path.write_bytes(index_bytes(7, idx))
+    with atf2.IndexReader(path) as r:
+        def many_reads(rounds):
+            for _ in range(rounds):
+                for i in range(-20, 20):
+                    r[i]
+                r[20:21]
+            return sys.getrefcount(atf2.IndexEvent), sys.getallocatedblocks()
+
+        many_reads(10)
+        class_refs, blocks = many_reads(100)
+        # 200,000 more events made and freed: a leak of anything per call would show by the thousands
+        class_refs_after, blocks_after = many_reads(5_000)
+        assert class_refs_after == class_refs
+        assert blocks_after - blocks < 100
+        event = r[3]
+        assert sys.getrefcount(event) == 2 and all(sys.getrefcount(v) >= 2 for v in event)
 
 def test_index_crc_mismatch_and_not_recorded(tmp_path):
     idx, _ = make_thread(0, detail_every=0)

@@ -18,8 +18,11 @@ Figures (sizes for the full run; ``quick`` divides them by 20):
 * ``getitem``: mean latency of ``reader[i]`` over 1M random positions (the
   Python loop included); ``raw_unpack_us`` is a bare
   ``struct.Struct("<QQIIII").unpack_from(mmap, offset)`` loop over the same
-  positions, the floor for any reader written in Python, and
-  ``ratio_vs_raw_unpack`` the median of the per-repetition ratios (>= 1).
+  positions (a plain tuple, no named tuple: the floor for a reader written in
+  Python), and ``ratio_vs_raw_unpack`` the median of the per-repetition
+  ratios. ``reader[i]`` is a native call (``kernels/pyevent.py``), so the
+  ratio can be below 1; ``python_path_us`` is the reader's pure-Python
+  fallback (``_getitem_struct``, used without a JIT) on the same positions.
 * ``take``: ``reader.take(indices)`` per event, 1M random indices.
 * ``merge``: ``SessionReader.merged()`` over 4 threads x 2.5M events with
   irregularly interleaved timestamps, events/s; ``heapq_events_per_s`` is
@@ -178,12 +181,13 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
         r.take(positions[:10])
         scan_index(r.events)  # fault the pages in, as an open reader would have them
         get = r.__getitem__
+        python_get = IndexReader._getitem_struct.__get__(r)
         # the floor: a bare struct unpack of each record from an mmap, the
         # same positions, no reader (CPython's own cost of the loop, the call
         # and the tuple, and the cache/TLB miss at each position)
         raw_map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         unpack = struct_for(INDEX_EVENT_DTYPE).unpack_from
-        best_get = best_take = best_raw = float("inf")
+        best_get = best_take = best_raw = best_python = float("inf")
         ratios = []
         for _ in range(reps):
             t0 = time.perf_counter()
@@ -194,6 +198,10 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
             for i in as_list:
                 unpack(raw_map, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * i)
             t_raw = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in as_list:
+                python_get(i)
+            best_python = min(best_python, time.perf_counter() - t0)
             best_get = min(best_get, t_get)
             best_raw = min(best_raw, t_raw)
             ratios.append(t_get / t_raw)
@@ -213,6 +221,7 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
             "positions": count,
             "raw_unpack_us": best_raw / count * 1e6,
             "ratio_vs_raw_unpack": float(np.median(ratios)),
+            "python_path_us": best_python / count * 1e6,
             "empty_loop_us": loop / count * 1e6,
         },
         {"name": "take", "value": best_take / count * 1e9, "unit": "ns/event", "indices": count},

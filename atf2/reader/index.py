@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ..errors import CorruptFileError
 from ..kernels.crc import crc32
 from ..kernels.decode import CHECK_DETAIL_LINK, CHECK_EVENT_KIND, CHECK_THREAD_ID, CHECK_TIME_ORDER, check_index
+from ..kernels.pyevent import build_index_event_reader
 from ..layout import (
     ENDIAN_LITTLE,
     EVENT_KIND_NAMES,
@@ -71,6 +72,9 @@ class VerifyResult(NamedTuple):
 
 _EVENT_STRUCT = struct_for(INDEX_EVENT_DTYPE)
 _new_tuple = tuple.__new__
+#: ``read(addr, count, i)`` -> IndexEvent, or IndexEvent itself for "not mine"
+#: (see kernels/pyevent.py); None where the native reader is unavailable.
+_read_native = build_index_event_reader(IndexEvent)
 
 _HEADER_CHECKS = (
     ("magic", INDEX_MAGIC),
@@ -140,6 +144,10 @@ class IndexReader(HeaderFooterMixin):
         self._n = n
         self._events = f.array(INDEX_EVENT_DTYPE, INDEX_EVENTS_OFFSET, n)
         self._map = f.map
+        # What the native reader may read: the events' address and count while
+        # the map is open (``_events`` keeps it alive), count 0 once closed.
+        self._native_addr = self._events.ctypes.data
+        self._native_count = n
 
     # ----------------------------------------------------------------- metadata
 
@@ -175,7 +183,16 @@ class IndexReader(HeaderFooterMixin):
         if self._file.map is None:
             raise ValueError(f"{self.path}: reader is closed")
 
-    def __getitem__(
+    def _getitem_native(self, i: Any, _read: Any = _read_native, _not_handled: type = IndexEvent) -> Any:
+        # One native call reads the record and builds the IndexEvent
+        # (kernels/pyevent.py); anything it does not handle (not an int, out
+        # of range, a closed reader) takes the general path, which raises.
+        event = _read(self._native_addr, self._native_count, i)
+        if event is not _not_handled:
+            return event
+        return self._getitem_slow(i)
+
+    def _getitem_struct(
         self,
         i: Any,
         _new: Any = _new_tuple,
@@ -184,19 +201,19 @@ class IndexReader(HeaderFooterMixin):
         _base: int = INDEX_EVENTS_OFFSET,
         _size: int = INDEX_EVENT_SIZE,
     ) -> Any:
-        # The hot path (a non-negative int in range) is kept to one chained
-        # comparison, two attribute loads, one unpack and the named-tuple wrap;
-        # everything it needs but the map and the count is a local (default
-        # argument). Its cost is the unpack (~0.3 us at a random position of a
-        # large file: a cache and TLB miss) plus the wrap (tuple.__new__ of a
-        # tuple subclass, ~0.15 us; no cheaper way exists in CPython to make a
-        # named tuple from a tuple). Everything else falls through.
+        # The pure-Python path, where the native one is unavailable: one
+        # chained comparison, one unpack and the named-tuple wrap
+        # (tuple.__new__ of a tuple subclass); everything it needs but the map
+        # and the count is a local. Everything else falls through.
         try:
             if 0 <= i < self._n:
                 return _new(_cls, _unpack(self._map, _base + _size * i))
         except (TypeError, ValueError):  # slices, arrays, a closed reader
             pass
         return self._getitem_slow(i)
+
+    #: ``reader[i]``: an IndexEvent; ``reader[a:b]``, ``reader[array]``: structured arrays
+    __getitem__ = _getitem_native if _read_native is not None else _getitem_struct
 
     def _getitem_slow(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -276,6 +293,7 @@ class IndexReader(HeaderFooterMixin):
 
     def close(self) -> None:
         """Unmap the file. Zero-copy views taken from ``events`` keep it alive."""
+        self._native_count = 0  # first: the native reader must stop reading the map
         # None once closed, as MappedFile's: typed for the open state
         self._events = None  # type: ignore[assignment]
         self._map = None  # type: ignore[assignment]
