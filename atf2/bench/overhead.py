@@ -291,6 +291,261 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
     return out
 
 
+# --------------------------------------------------------------------------
+# Instruction counts (``--instructions``): the same contenders under callgrind
+# --------------------------------------------------------------------------
+# Each contender runs each workload after a warm-up once (N) and twice in a
+# row (2N), in the same process. The difference of the two counts is the
+# instructions of N events with every one-off cost cancelled (imports, JIT
+# cache, start/stop of tracing, thread start-up, first sight of the code
+# objects, the session's files). Counts are per thread. Callgrind's dump
+# request writes the counts of the calling thread only, so every thread
+# dumps its own: the workload's threads at the end of their work (label
+# ``W|contender|k|run``), and atf2's drain and write-behind threads when
+# asked through the drain's cycle (``W|ours|k|atf2``, once the drain has
+# written every record of the run; ``...|atf2-start`` before it).
+
+#: valgrind serializes threads, so the drain runs only when the workload
+#: yields its turn: pools as large as ring_growth allows (8x) absorb that
+_VALGRIND_RING_GROWTH = 8
+#: write-behind job tag of the dump requests (the drain tags its jobs with staging indices >= 0)
+_DUMP_TAG = -1
+
+
+def instruction_sample(workloads, name: str, n: int, k: int, label: str):
+    """Workload ``name`` run ``k`` times; each of its threads then dumps its counts as ``label``."""
+    from . import callgrind
+
+    if name in ("W1", "W2"):
+
+        def sample() -> None:
+            for _ in range(k):
+                workloads.w1() if name == "W1" else workloads.w2(n)
+            callgrind.dump(label)
+
+        return sample
+    if name != "W3":
+        raise ValueError(f"unknown workload {name!r}")
+
+    def w3(threads: int = 4) -> None:
+        def body(i: int) -> None:
+            for _ in range(k):
+                workloads.w2(n, seed=i)
+            callgrind.dump(label)
+
+        workers = [threading.Thread(target=body, args=(i,), name=f"w3-{i}") for i in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        callgrind.dump(label)
+
+    return w3
+
+
+class _DrainDumps:
+    """Has the session's drain thread (and its write-behind thread) dump their counts on request.
+
+    Wraps the drain's ``cycle`` (looked up on the instance by its loop): the
+    next cycle after a request dumps the drain thread, then has the
+    write-behind thread run a dump job and waits for it.
+    """
+
+    def __init__(self, session) -> None:
+        from . import callgrind
+
+        self.drain = session.drain
+        self.label: str | None = None
+        self.done = threading.Event()
+        io = getattr(self.drain, "_io", None)
+        original = self.drain.cycle
+
+        def cycle(*args, **kwargs):
+            result = original(*args, **kwargs)
+            label = self.label
+            if label is not None:
+                self.label = None
+                callgrind.dump(label)
+                if io is not None:
+                    io.submit(_DUMP_TAG, callgrind.dump, label)
+                    io.wait(_DUMP_TAG)
+                self.done.set()
+            return result
+
+        self.drain.cycle = cycle
+
+    def dump(self, label: str, timeout_s: float = 600.0) -> None:
+        self.done.clear()
+        self.label = label
+        self.drain.wake.set()
+        if not self.done.wait(timeout_s):
+            raise RuntimeError(f"the drain did not dump {label!r}")
+
+
+def _settle_writes(session, timeout_s: float = 600.0) -> None:
+    """Until the drain has taken every record (wait_drain) and its write-behind jobs are done."""
+    wait_drain(session, timeout_s)
+    io = getattr(getattr(session, "drain", None), "_io", None)
+    deadline = time.monotonic() + timeout_s
+    while io is not None and time.monotonic() < deadline and not all(e.is_set() for e in list(io._pending.values())):
+        time.sleep(0.002)
+
+
+def _warm_everything(workloads) -> None:
+    """Load every kernel and module the contenders use (a throwaway session), before counting starts."""
+    from atf2.session import trace_session_start, trace_session_stop
+
+    workdir = tempfile.mkdtemp(prefix="atf2_bench_warm_")
+    try:
+        session = trace_session_start(os.path.join(workdir, "warm"), trace_python=False)
+        try:
+            for name in ("W1", "W2", "W3"):
+                run_ours(workload(workloads, name, 30), session)
+        finally:
+            trace_session_stop()
+        run_floor(workload(workloads, "W3", 30))
+        run_viztracer(workload(workloads, "W3", 30), entries=100_000)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def count_instructions(names: tuple[str, ...], n: int, result_path: str) -> None:
+    """The child's side (run under callgrind): every phase, then figures as JSON in ``result_path``."""
+    import gc
+    import json
+
+    from atf2.session import trace_session_start, trace_session_stop
+
+    from . import callgrind
+
+    workloads = load_workloads()
+    _warm_everything(workloads)  # at valgrind's uninstrumented speed
+    gc.collect()
+    gc.freeze()  # what is alive now is never scanned again: collections stay small and alike
+    callgrind.start_instrumentation()
+    workdir = tempfile.mkdtemp(prefix="atf2_bench_instructions_")
+    result: dict[str, Any] = {"on_valgrind": callgrind.running_on_valgrind(), "workloads": {}}
+    try:
+        for name in names:
+            figures: dict[str, Any] = {"events": {}}
+            session = trace_session_start(os.path.join(workdir, name), trace_python=False, ring_growth=_VALGRIND_RING_GROWTH)
+            try:
+                drain = _DrainDumps(session)
+                for k in (0, 1, 2):  # 0: the warm-up (one run, not counted)
+                    gc.collect()
+                    callgrind.dump("gap")
+                    drain.dump(f"{name}|ours|{k}|atf2-start")
+                    fn = instruction_sample(workloads, name, n, max(k, 1), f"{name}|ours|{k}|run")
+                    _, events, _ = run_ours(fn, session)
+                    _settle_writes(session)
+                    drain.dump(f"{name}|ours|{k}|atf2")
+                    figures["events"][k] = events
+            finally:
+                stats = trace_session_stop()
+            figures["drops"] = int(stats.index.dropped)
+            figures["recorded"] = int(stats.index.recorded)
+            entries = max(1_000_000, 3 * max(figures["events"].values()))
+            figures["viztracer"] = importlib.util.find_spec("viztracer") is not None
+            for contender in ("untraced", "floor", "viztracer"):
+                if contender == "viztracer" and not figures["viztracer"]:
+                    continue
+                for k in (0, 1, 2):
+                    gc.collect()
+                    callgrind.dump("gap")
+                    fn = instruction_sample(workloads, name, n, max(k, 1), f"{name}|{contender}|{k}|run")
+                    if contender == "untraced":
+                        run_untraced(fn)
+                    elif contender == "floor":
+                        run_floor(fn)
+                    else:
+                        run_viztracer(fn, entries=entries)
+            result["workloads"][name] = figures
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+
+
+def instruction_rows(dumps, child: dict) -> list[dict]:
+    """Per-event instructions above the floor, ours vs VizTracer, from the dumps and the child's figures."""
+    by_label: dict[str, list] = {}
+    for d in dumps:
+        by_label.setdefault(d.label, []).append(d)
+
+    def count(label: str) -> tuple[int, int]:
+        """(instructions of the threads that dumped ``label``, how many threads)."""
+        found = by_label.get(label, [])
+        return sum(d.instructions for d in found), len(found)
+
+    rows = []
+    for name, figures in child["workloads"].items():
+        events = {int(k): v for k, v in figures["events"].items()}
+        n_events = events[2] - events[1]  # the events of N runs, as for every count below
+        per_event: dict[str, float] = {}
+        threads: dict[str, int] = {}
+        for contender in ("untraced", "floor", "ours", "viztracer"):
+            if f"{name}|{contender}|1|run" not in by_label:
+                continue
+            (i1, _), (i2, nt) = count(f"{name}|{contender}|1|run"), count(f"{name}|{contender}|2|run")
+            per_event[contender] = (i2 - i1) / n_events
+            threads[contender] = nt
+        (a1, _), (a2, na) = count(f"{name}|ours|1|atf2"), count(f"{name}|ours|2|atf2")
+        floor = per_event["floor"]
+        ours = per_event["ours"] - floor
+        atf2_threads = (a2 - a1) / n_events
+        row: dict[str, Any] = {
+            "name": f"{name} ours instructions/event above floor",
+            "value": ours,
+            "unit": "instr",
+            "events": n_events,
+            "events_first_n": events[1],
+            "drops": figures["drops"],
+            "floor_instr": floor - per_event["untraced"],
+            "untraced_instr": per_event["untraced"],
+            "workload_threads": threads["ours"],
+            "atf2_threads": na,
+            "atf2_threads_instr": atf2_threads,
+            "ours_with_atf2_threads": ours + atf2_threads,
+        }
+        if "viztracer" in per_event:
+            viz = per_event["viztracer"] - floor
+            row["viztracer_instr"] = viz
+            row["ratio_vs_viztracer"] = ours / viz if viz > 0 else float("nan")
+            row["ratio_with_atf2_threads"] = (ours + atf2_threads) / viz if viz > 0 else float("nan")
+            row["bar"] = 0.8
+        rows.append(row)
+    return rows
+
+
+def run_instructions(only: tuple[str, ...] = (), n: int = 3000, keep: str | None = None) -> list[dict] | None:
+    """``--instructions``: run the contenders under callgrind in a child; None when valgrind is missing."""
+    import json
+    import subprocess
+
+    from . import callgrind
+
+    if callgrind.valgrind() is None or not callgrind.available():
+        return None
+    names = tuple(name for name in ("W1", "W2", "W3") if not only or name in only)
+    out_dir = keep or tempfile.mkdtemp(prefix="atf2_bench_callgrind_")
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        result_path = os.path.join(out_dir, "figures.json")
+        argv = [sys.executable, "-m", "atf2.bench.overhead", "--instructions-child", result_path, "--n", str(n), "--only", *names]
+        env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts (and work) in every run
+        proc = subprocess.run(callgrind.command(out_dir, argv), env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not os.path.exists(result_path):
+            raise RuntimeError(f"the callgrind child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        with open(result_path, encoding="utf-8") as f:
+            child = json.load(f)
+        if not child["on_valgrind"]:
+            raise RuntimeError("the child did not run under valgrind (client requests unanswered)")
+        return instruction_rows(callgrind.read_dumps(out_dir), child)
+    finally:
+        if keep is None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def run(
     quick: bool = False,
     reps: int | None = None,
@@ -357,11 +612,29 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=(), choices=("W1", "W2", "W3"), help="workloads to run (default: all)")
     parser.add_argument("--target-s", type=float, help="min untraced seconds per timed sample (default 0.3; --quick 0.03)")
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind's callgrind instead of timing")
+    parser.add_argument("--n", type=int, default=3000, help="W2/W3 records per run (--instructions)")
+    parser.add_argument("--keep", help="--instructions: keep callgrind's files in this directory")
+    parser.add_argument("--instructions-child", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.instructions_child:
+        count_instructions(tuple(args.only) or ("W1", "W2", "W3"), args.n, args.instructions_child)
+        return
+    if args.instructions:
+        rows = run_instructions(only=tuple(args.only), n=args.n, keep=args.keep)
+        if rows is None:
+            print("skipped: --instructions needs valgrind (not found on PATH) on Linux x86-64", flush=True)
+            return
+        _print_rows(rows)
+        return
     if args.wall:
         global _clock
         _clock = time.perf_counter
-    for row in run(quick=args.quick, reps=args.reps, only=tuple(args.only), target_s=args.target_s):
+    _print_rows(run(quick=args.quick, reps=args.reps, only=tuple(args.only), target_s=args.target_s))
+
+
+def _print_rows(rows) -> None:
+    for row in rows:
         extras = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k not in ("name", "value", "unit"))
         print(f"{row['name']:<50} {row['value']:>8.2f} {row['unit']}  {extras}", flush=True)
 
