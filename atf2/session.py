@@ -498,8 +498,9 @@ class Session:
             emit_one(ch.ctrl, ch.index_pool, np.uint64(fid), kind_depth)
             return
         try:
-            # (ignore: numpy declares ndarray's buffer protocol to type checkers only from Python 3.12)
-            payload = np.frombuffer(memoryview(detail).cast("B"), dtype=np.uint8)  # type: ignore[arg-type]
+            # (ignore: numpy < 2.5 declares ndarray's buffer protocol to type checkers only from
+            # Python 3.12; numpy 2.5, installed for 3.12+, accepts it: unused-ignore there)
+            payload = np.frombuffer(memoryview(detail).cast("B"), dtype=np.uint8)  # type: ignore[arg-type, unused-ignore]
         except TypeError:
             raise AtfV2Error(f"detail must be bytes-like, not {type(detail).__name__}") from None
         if not ch.has_detail_lane and self._lazy_detail_lane:  # issue 5
