@@ -10,6 +10,8 @@ are the same everywhere.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import sys
 
 import pytest
 from test_tracer import main_thread, run_traced, thread_events
@@ -71,6 +73,26 @@ def test_the_probe_finds_what_this_interpreter_needs():
         assert flags == 0
 
 
+def test_the_generator_state_byte_follows_the_generator():
+    """The byte 3.12's hook reads (found the same way on 3.11 and 3.13): equal to the
+    probe's value while the generator runs, different when created and suspended."""
+    state = exception_exits._generator_state_byte()
+    if state is None and sys.version_info >= (3, 14):
+        pytest.skip("not found on this CPython (only 3.12 needs it)")
+    offset, running = state
+
+    def byte(obj):
+        return ctypes.c_uint8.from_address(id(obj) + offset).value
+
+    def gen():
+        yield byte(me[0])
+
+    me = [gen()]
+    assert byte(me[0]) != running
+    assert next(me[0]) == running
+    assert byte(me[0]) != running
+
+
 def test_returns_of_none_stay_returns(tmp_path):
     def body():
         returns_none()
@@ -111,12 +133,15 @@ def test_exceptions_thrown_into_generators(tmp_path):
         next(g)
         with pytest.raises(ValueError):
             g.throw(ValueError)  # through its finally: a re-raise
+        g = yields_in_try()
+        next(g)
+        g.close()  # GeneratorExit through its finally (every version runs the frame for it)
 
     reader, _ = run_traced(tmp_path, body)
     # 3.12 reports a throw into a just-created generator too (as CALL, then unwind)
     started = [EVENT_CALL, EVENT_RETURN, EVENT_CALL, EVENT_EXCEPTION]
     assert _kinds(reader, "yields_none") in (started, started + [EVENT_CALL, EVENT_EXCEPTION])
-    assert _kinds(reader, "yields_in_try") == [EVENT_CALL, EVENT_RETURN, EVENT_CALL, EVENT_EXCEPTION]
+    assert _kinds(reader, "yields_in_try") == [EVENT_CALL, EVENT_RETURN, EVENT_CALL, EVENT_EXCEPTION] * 2
 
 
 def test_coroutine_suspended_with_none_then_raising(tmp_path):

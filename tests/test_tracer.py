@@ -138,9 +138,12 @@ def test_generators_resume_and_suspend(tmp_path):
     assert result == [0, 1, 0, 1]
     events = [e for e in thread_events(reader, main_thread(reader)) if e[2] == "gen"]
     kinds = [e[0] for e in events]
-    # first generator: 2 resumes + close; second: 3 resumes (0, 1, StopIteration)
-    closed = EVENT_EXCEPTION
-    assert kinds == [1, 2, 1, 2, 1, closed, 1, 2, 1, 2, 1, 2]
+    # first generator: 2 resumes + close; second: 3 resumes (0, 1, StopIteration).
+    # CPython 3.13+ closes a generator suspended outside any try block without
+    # running its frame (gen_close's fast path): no events for that close there
+    # (a close through a finally is an exception exit everywhere: test_exception_exits)
+    closed = [EVENT_CALL, EVENT_EXCEPTION] if sys.version_info < (3, 13) else []
+    assert kinds == [1, 2, 1, 2, *closed, 1, 2, 1, 2, 1, 2]
     depths = {e[1] for e in events}
     assert len(depths) == 1  # always resumed from the same caller depth
 
