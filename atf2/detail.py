@@ -113,10 +113,11 @@ def parse_detail_mode(detail: Any) -> tuple[bool, str]:
     raise AtfV2Error(f"invalid detail={detail!r}: one of 'off', 'always', 'flight' (or a bool)")
 
 
-# -- where CPython 3.11/3.12 keep a running frame's parameters ------------------
+# -- where CPython 3.11-3.13 keep a running frame's parameters -----------------
 
-#: Python versions whose frame layout the hook may read (verified at first use by a probe)
-_FRAME_LAYOUT_VERSIONS = ((3, 11), (3, 12))
+#: Python versions whose frame layout the hook may read (verified at first use by a probe);
+#: 3.14 keeps tagged stack references (_PyStackRef) in those slots: not plain object pointers
+_FRAME_LAYOUT_VERSIONS = ((3, 11), (3, 12), (3, 13))
 _OBJECT_HEAD_SIZE = object.__basicsize__
 _TYPE_OFFSET = _OBJECT_HEAD_SIZE - 8  # ob_type: the last word of PyObject_HEAD
 _offsets: tuple | None = None
@@ -134,10 +135,10 @@ def _find_locals(frame: types.FrameType, a: object, b: object, c: object) -> tup
     """(offset of the interpreter-frame pointer in a frame object, offset of its
     argument slots), or (0, 0) when this interpreter does not match the layout.
 
-    PyFrameObject is PyObject_HEAD, f_back, f_frame in 3.11 and 3.12 (private
+    PyFrameObject is PyObject_HEAD, f_back, f_frame in 3.11 to 3.13 (private
     struct, Include/internal/pycore_frame.h); the interpreter frame's
     ``localsplus`` array starts with the parameters in ``co_varnames`` order.
-    Rather than spelling the 3.11 (64) and 3.12 (72) offsets of
+    Rather than spelling the 3.11 (64) and 3.12/3.13 (72) offsets of
     ``localsplus``, find three known argument objects in a running frame.
     """
     frame_offset = _OBJECT_HEAD_SIZE + 8

@@ -26,12 +26,12 @@ it. What runs here, per event, through CPython's C API:
   int beyond 64 bits, a str with lone surrogates) goes to the session's
   ``PayloadEncoder.value`` through ``PyObject_Vectorcall`` (the bounded,
   exception-safe repr path).
-* parameters: CPython 3.11/3.12 keep them in the first slots of the
+* parameters: CPython 3.11 to 3.13 keep them in the first slots of the
   interpreter frame's ``localsplus`` array. No public API of 3.11 reads a
   fast local without building the whole ``f_locals`` dict (``PyFrame_GetVar``
   is 3.12+), so the hook reads those slots at an offset that
   ``atf2.detail`` finds and verifies at import on a probe frame
-  (``frame_offsets``), for 3.11 and 3.12 only; elsewhere, or if the probe
+  (``frame_offsets``), for 3.11 to 3.13 only; elsewhere, or if the probe
   disagrees, ``DETAIL_CALL_LOCALS_OFFSET`` is 0 and the CALL values come
   from ``DetailCapture.call_values`` (Python, ``frame.f_locals``). A slot
   holding a cell (a parameter captured by a closure) is read through
