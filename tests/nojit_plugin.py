@@ -94,7 +94,7 @@ def _import_if_possible(name: str):
 
 def _twin_table() -> dict[int, object]:
     from atf2 import clock
-    from atf2.kernels import crc, merge, ring
+    from atf2.kernels import crc, gather, merge, ring
 
     pairs = [
         (crc._clmul, twins.clmul),
@@ -102,6 +102,7 @@ def _twin_table() -> dict[int, object]:
         (crc._load8, twins.load_u8),
         (merge._load_u64, twins.load_u64),
         (merge._load_u32, twins.load_u32),
+        (gather._prefetch_row, twins.prefetch_row),
         (ring.atomic_load, twins.atomic_load),
         (ring.atomic_store, twins.atomic_store),
         (ring.atomic_cas, twins.atomic_cas),

@@ -167,6 +167,10 @@ def test_getitem_paths_agree_with_struct_unpacking(tmp_path, getitem):
             return IndexError
         return atf2.IndexEvent(*struct.unpack_from("<QQIIII", raw, 64 + 32 * (i % n)))
 
+    from atf2.reader import index as index_module
+
+    if getitem == "_getitem_native" and index_module._read_native is None:
+        pytest.skip("no native reader here (no JIT)")
     read = getattr(atf2.IndexReader, getitem)
     with atf2.IndexReader(path) as r:
         for key in GETITEM_KEYS:
@@ -191,6 +195,42 @@ def test_getitem_paths_agree_with_struct_unpacking(tmp_path, getitem):
             with pytest.raises(IndexError):
                 read(r, key)
 
+
+
+def test_take_matches_numpy_take(tmp_path):
+    """take() (a prefetching gather kernel) returns what numpy's take of the events would, in the indices' shape."""
+    idx, _ = make_thread(7, n=50, detail_every=0)
+    path = tmp_path / "index.atf"
+    path.write_bytes(index_bytes(7, idx))
+    rng = np.random.default_rng(5)
+    with atf2.IndexReader(path) as r:
+        ev = r.events
+        for positions in (
+            rng.integers(-50, 50, 1000),  # longer than the prefetch distance, negatives too
+            rng.integers(0, 50, (7, 3)).astype(np.int32),
+            np.array([49, 0, 49], dtype=np.uint64),
+            np.array([-50, -1], dtype=np.int8),
+            np.array([], dtype=np.int64),
+            np.array([], dtype=np.float64),
+            [3],
+            4,
+        ):
+            got = r.take(positions)
+            want = ev.take(np.asarray(positions, dtype=np.int64))
+            assert got.dtype == atf2.INDEX_EVENT_DTYPE and got.shape == want.shape and got.tolist() == want.tolist()
+            assert got.flags.writeable and not np.shares_memory(got, ev)
+        for bad, pos in (([1, 2, 50, 3], 2), ([-51], 0), (np.array([2**63 + 5], dtype=np.uint64), None)):
+            with pytest.raises(IndexError, match="out of range for 50 events") as err:
+                r.take(bad)
+            assert pos is None or f"position {pos} " in str(err.value)
+        with pytest.raises(TypeError, match="integers"):
+            r.take([1.5])
+    empty = tmp_path / "empty.atf"
+    empty.write_bytes(index_bytes(7, []))
+    with atf2.IndexReader(empty) as r:
+        assert r.take([]).shape == (0,)
+        with pytest.raises(IndexError):
+            r.take([0])
 
 def test_native_getitem_leaks_nothing(tmp_path):
     """Reference counts: a million reader[i] leave no objects and no references behind."""

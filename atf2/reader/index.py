@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ..errors import CorruptFileError
 from ..kernels.crc import crc32
 from ..kernels.decode import CHECK_DETAIL_LINK, CHECK_EVENT_KIND, CHECK_THREAD_ID, CHECK_TIME_ORDER, check_index
+from ..kernels.gather import WORDS_PER_EVENT, gather_rows
 from ..kernels.pyevent import build_index_event_reader
 from ..layout import (
     ENDIAN_LITTLE,
@@ -101,6 +102,10 @@ class IndexReader(HeaderFooterMixin):
     ``reader.take(indices)`` -> structured arrays (copies), ``reader.events``
     -> a zero-copy view of the whole events section, iteration.
 
+    ``reader[i]`` is a single native call (``atf2.kernels.pyevent``) that
+    builds the ``IndexEvent`` straight from the mapped record; without a JIT
+    it is ``struct`` unpacking, with the same results.
+
     A file whose footer is missing or damaged (recorder killed) is read up to
     its last complete record; ``recovered`` is then True and ``footer`` None.
     """
@@ -147,6 +152,7 @@ class IndexReader(HeaderFooterMixin):
         # What the native reader may read: the events' address and count while
         # the map is open (``_events`` keeps it alive), count 0 once closed.
         self._native_addr = self._events.ctypes.data
+        self._event_words = self._events.view(np.uint64).reshape(n, WORDS_PER_EVENT)  # for take()'s kernel
         self._native_count = n
 
     # ----------------------------------------------------------------- metadata
@@ -231,7 +237,11 @@ class IndexReader(HeaderFooterMixin):
         return _new_tuple(IndexEvent, _EVENT_STRUCT.unpack_from(self._map, INDEX_EVENTS_OFFSET + INDEX_EVENT_SIZE * i))
 
     def take(self, indices: npt.ArrayLike) -> npt.NDArray[np.void]:
-        """Events at ``indices`` (any integer array; negatives count from the end)."""
+        """Events at ``indices`` (any integer array; negatives count from the end).
+
+        A structured array of the indices' shape, gathered by a kernel that
+        prefetches ahead (``atf2.kernels.gather``).
+        """
         self._check_open()
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
@@ -239,10 +249,14 @@ class IndexReader(HeaderFooterMixin):
                 idx = idx.astype(np.int64)
             else:
                 raise TypeError(f"indices must be integers, not {idx.dtype}")
-        try:
-            return self._events.take(idx, mode="raise")
-        except IndexError:
-            raise IndexError(f"an index is out of range for {self._n} events") from None
+        if idx.dtype == np.uint64 and idx.size and int(idx.max()) > np.iinfo(np.int64).max:
+            raise IndexError(f"index {int(idx.max())} is out of range for {self._n} events")
+        positions = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)
+        out = np.empty(positions.shape[0], dtype=INDEX_EVENT_DTYPE)
+        bad = gather_rows(self._event_words, positions, out.view(np.uint64).reshape(-1, WORDS_PER_EVENT))
+        if bad >= 0:
+            raise IndexError(f"index {int(positions[bad])} (position {bad} of the indices) is out of range for {self._n} events")
+        return out.reshape(idx.shape)
 
     def __iter__(self) -> Iterator[IndexEvent]:
         self._check_open()
@@ -296,6 +310,7 @@ class IndexReader(HeaderFooterMixin):
         self._native_count = 0  # first: the native reader must stop reading the map
         # None once closed, as MappedFile's: typed for the open state
         self._events = None  # type: ignore[assignment]
+        self._event_words = None  # type: ignore[assignment]
         self._map = None  # type: ignore[assignment]
         self._file.close()
 
