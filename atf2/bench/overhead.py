@@ -18,6 +18,14 @@ we recorded as the denominator for both tracers (both hooks see exactly the
 same CPython profile events). Best-of and median over the reps, and the
 paired median (per rep: ours - floor and viztracer - floor of that rep, the
 median of their ratios): the bar is ours <= 0.8 x VizTracer's, zero drops.
+The main clock is process CPU time (the drain's work included); the paired
+medians are also given in the workload threads' own CPU time
+(``time.thread_time``: not inflated when the VM preempts them, drain left
+out) and in wall time.
+
+``--instructions``: the same contenders' per-event instruction counts under
+valgrind's callgrind (see the section below): repeatable on a loaded VM where
+the timings above are not.
 
 Why samples are long: one W2 run is ~25 ms (42k events), so the per-event
 difference of a few tens of ns (~1 ms per run) drowns in timer and scheduler
@@ -69,6 +77,34 @@ def load_workloads():
 #: and other processes' load would otherwise swamp differences of a few ns
 #: per event. ``--wall`` switches to wall time.
 _clock = time.process_time
+
+
+class _WorkloadClocks:
+    """Wall seconds and CPU seconds of the workload's own threads (``time.thread_time``), summed
+    over every workload run so far; a sample's figures are differences.
+
+    Beside the main clock (process CPU time, the drain's work included): the
+    threads' own CPU time is not inflated when the machine preempts them (a
+    shared 2-core VM), and leaves out the drain; wall time is what a user waits.
+    Only the workload runs are counted, not the drain settling between them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def add(self, wall: float, cpu: float) -> None:
+        with self._lock:
+            self.wall += wall
+            self.cpu += cpu
+
+    def read(self) -> tuple[float, float]:
+        with self._lock:
+            return self.wall, self.cpu
+
+
+_WORKLOAD_CLOCKS = _WorkloadClocks()
 
 
 def _timed(fn) -> float:
@@ -182,12 +218,16 @@ def workload(workloads, name: str, n: int = 3000, inner: int = 1, settle=None):
     thread runs W2 ``inner`` times: thread start-up is paid, then amortized.
     """
 
+    clocks = _WORKLOAD_CLOCKS
+
     def repeat(run):
         def sample():
             for i in range(inner):
                 if settle is not None and i:
                     settle()
+                w0, c0 = time.perf_counter(), time.thread_time()
                 run()
+                clocks.add(time.perf_counter() - w0, time.thread_time() - c0)
 
         return sample
 
@@ -199,14 +239,18 @@ def workload(workloads, name: str, n: int = 3000, inner: int = 1, settle=None):
 
         def w3(threads: int = 4) -> None:
             def body(i: int) -> None:
+                c0 = time.thread_time()
                 for _ in range(inner):
                     workloads.w2(n, seed=i)
+                clocks.add(0.0, time.thread_time() - c0)
 
+            w0 = time.perf_counter()
             workers = [threading.Thread(target=body, args=(i,), name=f"w3-{i}") for i in range(threads)]
             for t in workers:
                 t.start()
             for t in workers:
                 t.join()
+            clocks.add(time.perf_counter() - w0, 0.0)
 
         return w3
     raise ValueError(f"unknown workload {name!r}")
@@ -230,6 +274,9 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
     inner = calibrate_inner(make, target_s)
     fn = make(inner)
     times: dict[str, list[float]] = {"untraced": [], "floor": [], "ours": [], "viztracer": []}
+    # the same samples on the two other clocks (see _WorkloadClocks)
+    walls: dict[str, list[float]] = {variant: [] for variant in times}
+    cpus: dict[str, list[float]] = {variant: [] for variant in times}
     events, drops = [], 0
     session = trace_session_start(os.path.join(workdir, name), trace_python=False)
     fn_ours = make(inner, settle=settle_for(session))
@@ -244,6 +291,7 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
             order = ["untraced", "floor", "ours", "viztracer"]
             order = order[rep % 4 :] + order[: rep % 4]  # rotate: no variant always runs first
             for variant in order:
+                wall0, cpu0 = _WORKLOAD_CLOCKS.read()
                 if variant == "untraced":
                     times[variant].append(run_untraced(fn))
                 elif variant == "floor":
@@ -255,8 +303,12 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
                     drops += d
                 else:
                     vt = run_viztracer(fn, entries=viz_entries)
-                    if vt is not None:
-                        times[variant].append(vt)
+                    if vt is None:
+                        continue
+                    times[variant].append(vt)
+                wall1, cpu1 = _WORKLOAD_CLOCKS.read()
+                walls[variant].append(wall1 - wall0)
+                cpus[variant].append(cpu1 - cpu0)
     finally:
         stats = trace_session_stop()
     n_events = int(statistics.median(events))
@@ -280,6 +332,15 @@ def measure(name: str, make, reps: int, workdir: str, target_s: float = 0.3) -> 
         out["ours_ns_above_floor_paired"] = statistics.median(ours_d)
         out["viz_ns_above_floor_paired"] = statistics.median(viz_d)
         out["ratio_paired"] = statistics.median([o / v for o, v in zip(ours_d, viz_d, strict=True) if v > 0] or [float("nan")])
+        for clock, samples in (("thread_cpu", cpus), ("wall", walls)):
+            ours_c = [(o - f) / n_events * 1e9 for o, f in zip(samples["ours"], samples["floor"], strict=True)]
+            viz_c = [(v - f) / n_events * 1e9 for v, f in zip(samples["viztracer"], samples["floor"], strict=True)]
+            out[f"ours_ns_above_floor_{clock}"] = statistics.median(ours_c)
+            out[f"viz_ns_above_floor_{clock}"] = statistics.median(viz_c)
+            out[f"floor_ns_{clock}"] = statistics.median(
+                [(f - u) / n_events * 1e9 for f, u in zip(samples["floor"], samples["untraced"], strict=True)]
+            )
+            out[f"ratio_{clock}"] = statistics.median([o / v for o, v in zip(ours_c, viz_c, strict=True) if v > 0] or [float("nan")])
     for stat in ("best", "median"):
         floor = out[f"floor_{stat}_s"]
         out[f"floor_ns_per_event_{stat}"] = (floor - out[f"untraced_{stat}_s"]) / n_events * 1e9
@@ -594,6 +655,20 @@ def run(
                         "loadavg": m["load"],
                     }
                 )
+                for clock, label in (("thread_cpu", "workload threads' CPU"), ("wall", "wall")):
+                    rows.append(
+                        {
+                            "name": f"{name} ours ns/event above floor ({label}, paired median)",
+                            "value": m[f"ours_ns_above_floor_{clock}"],
+                            "unit": "ns",
+                            "viztracer_ns": m[f"viz_ns_above_floor_{clock}"],
+                            "ratio_vs_viztracer": m[f"ratio_{clock}"],
+                            "bar": 0.8,
+                            "floor_ns": m[f"floor_ns_{clock}"],
+                            "events": m["events"],
+                            "drops": m["drops"],
+                        }
+                    )
         if "W3" in names:
             # W3's per-thread fixed cost (registration, files, finalization),
             # amortized in W3's samples above: shown on its own row here.
