@@ -18,18 +18,28 @@ set, and the hook tests that slot first.
 
 Hot path per event (Python CALL / RETURN): code object of the frame, one
 probe of the code table (``atf2.kernels.codetable``), the cycle counter, the
-depth update and ``index_ring_push``. No Python callback, no allocation, no
-lock. On the first sight of a code object (the slow path, once per function
-per session) the hook calls the tracer's registrar, a Python callable whose
-address is in the control block; CPython suspends profiling of the thread
-while a profile function runs, so that call is never itself traced.
+depth update and the ring push (``index_ring_push``'s steps). No Python
+callback, no allocation, no lock, no call. On the first sight of a code
+object (the slow path, once per function per session) the hook calls the
+tracer's registrar, a Python callable whose address is in the control block;
+CPython suspends profiling of the thread while a profile function runs, so
+that call is never itself traced.
 
-Code object: ``PyFrame_GetCode`` (public API, 3.9+) returns a new reference,
-released at once with ``Py_DecRef`` (the frame keeps the code alive while the
-hook runs). Reading ``frame->f_frame->f_code`` through 3.11's private struct
-offsets would save two calls; measured on W1 (fib) the difference is within
-the noise of this machine (a few ns at most), and the offsets change in 3.12
-and 3.13, so the public API wins.
+What it costs is counted, not timed (``python -m atf2.bench.overhead
+--instructions``, callgrind): CPython's own share (the floor: any C profile
+function, even one that returns at once) is several hundred instructions per
+event; the hook adds about 80 (fib) to 125 (a mix with as many C calls as
+Python ones) above it. Two things keep it there:
+
+* The code object is read from the frame's fields (``frame->f_frame->f_code``
+  on 3.11; ``f_code`` / ``f_executable``, first in the interpreter frame, on
+  3.12 and 3.13), found and verified at import (``_probe_code_field``);
+  elsewhere, or if the probe disagrees, ``PyFrame_GetCode`` and ``Py_DecRef``
+  (two calls, ~20 instructions).
+* Nothing in the hook can fail in Numba's eyes: raw pointers instead of array
+  views (``carray``), the ring switch called through the C ABI. Otherwise
+  Numba's C wrapper checks a status after every call of the hook, C-function
+  events included (~15 instructions each).
 
 Events: ``PyTrace_CALL`` -> CALL; ``PyTrace_RETURN`` -> RETURN, or EXCEPTION
 when ``arg`` is NULL: CPython reports a frame unwound by an exception as a
@@ -72,7 +82,9 @@ thread it asks the tracer to register the thread and install
 from __future__ import annotations
 
 import ctypes
+import sys
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
@@ -88,10 +100,10 @@ from ..layout import (
     CTRL_HOOK_SCRATCH1,
     CTRL_HOOK_SCRATCH2,
     CTRL_HOOK_SCRATCH3,
+    CTRL_INDEX_ACTIVE_END,
     CTRL_INDEX_POOL_PTR,
-    CTRL_INDEX_RING_CAPACITY,
-    CTRL_INDEX_RING_COUNT,
-    CTRL_INDEX_RING_COUNT_TARGET,
+    CTRL_INDEX_ROW_DELTA,
+    CTRL_INDEX_WRITE_POS,
     CTRL_SLOTS,
     EVENT_CALL,
     EVENT_EXCEPTION,
@@ -101,7 +113,7 @@ from ..layout import (
 )
 from .codetable import MISSING, table_find
 from .exception_exit import left_by_exception
-from .ring import index_ring_push
+from .ring import index_ring_advance
 
 # Hook-private control block slots (the four scratch words atf2.layout gives the tracer).
 SLOT_TABLE_PTR = CTRL_HOOK_SCRATCH0  #: data address of the code table (uint64[2 * capacity])
@@ -142,6 +154,45 @@ _check_object_layout()
 def c_function_key(func) -> int:
     """The code-table key of a C function object: the address of its PyMethodDef."""
     return ctypes.c_void_p.from_address(id(func) + OBJECT_HEAD_SIZE).value or 0
+
+
+def _probe_code_field() -> tuple[int, int]:
+    """Where a frame's code object sits: (offset of ``f_frame`` in PyFrameObject,
+    offset of the code in ``_PyInterpreterFrame``), or (0, 0) to call ``PyFrame_GetCode``.
+
+    Private struct fields, so only where known (3.11: ``f_code`` after four
+    pointers; 3.12: ``f_code`` first; 3.13: ``f_executable`` first, the code
+    object for every Python frame), and only if they agree with
+    ``frame.f_code`` on live frames of three kinds (module-level, function,
+    suspended generator). Numba caches compiled code per Python version, and
+    the result is frozen into the hook as a constant: it is the same for
+    every run of one interpreter.
+    """
+    field = {(3, 11): 32, (3, 12): 0, (3, 13): 0}.get(sys.version_info[:2])
+    if field is None:
+        return 0, 0
+    f_frame = OBJECT_HEAD_SIZE + 8  # after f_back, on 3.11 to 3.13
+
+    def code_at(frame) -> int:
+        iframe = ctypes.c_uint64.from_address(id(frame) + f_frame).value
+        return ctypes.c_uint64.from_address(iframe + field).value if iframe else 0
+
+    def gen():
+        yield
+
+    suspended = gen()
+    next(suspended)
+    frames = [sys._getframe(), (lambda: sys._getframe())(), suspended.gi_frame]
+    if all(code_at(frame) == id(frame.f_code) for frame in frames):
+        return f_frame, field
+    return 0, 0
+
+
+_F_FRAME, _CODE_FIELD = _probe_code_field()
+#: read the code object from the frame's fields (two loads) rather than PyFrame_GetCode + Py_DecRef (two calls)
+_CODE_FROM_FIELDS = _F_FRAME != 0
+_F_FRAME_OFFSET = np.intp(_F_FRAME)
+_CODE_FIELD_OFFSET = np.intp(_CODE_FIELD)
 
 
 # --- CPython C API, resolved by the JIT linker in this process (cache-friendly) ---
@@ -199,11 +250,25 @@ def _word_at(typingctx, ptr, offset):
     return sig, codegen
 
 
+@intrinsic
+def _store_release(typingctx, ptr, index, value):
+    """``ptr[index] = value`` with release ordering (ptr: a uint64 pointer; cf. ring.atomic_store)."""
+    sig = types.void(ptr, index, value)
+
+    def codegen(context, builder, signature, args):
+        slot = builder.gep(args[0], [context.cast(builder, args[1], signature.args[1], types.intp)])
+        builder.store_atomic(context.cast(builder, args[2], signature.args[2], types.uint64), slot, "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 _OBJECT_HEAD = np.intp(OBJECT_HEAD_SIZE)
 _CALL = np.uint64(EVENT_CALL)
 _RETURN = np.uint64(EVENT_RETURN)
 _EXCEPTION = np.uint64(EVENT_EXCEPTION)
 _DEPTH_SHIFT = np.uint64(RING_DEPTH_SHIFT)
+_RECORD_WORDS = np.uint64(RING_RECORD_WORDS)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _ZERO = np.uint64(0)
@@ -211,7 +276,7 @@ _FLAG_C_CALLS = np.uint64(FLAG_C_CALLS)
 _FLAG_END_AT_BOTTOM = np.uint64(FLAG_END_AT_BOTTOM)
 
 
-@njit(nogil=True)
+@njit(inline="always", nogil=True)
 def _register(ctrl, subject):
     """Slow path: first sight of a function. Ask the registrar for its id."""
     result = _PyObject_CallOneArg(_pointer(ctrl[SLOT_REGISTRAR]), subject)
@@ -226,16 +291,55 @@ def _register(ctrl, subject):
     return fid
 
 
+@cfunc(types.void(types.uint64), nopython=True, cache=True)
+def advance_index_ring(ctrl_addr):
+    """``index_ring_advance`` behind the C ABI: the hook's slow path when its ring is full."""
+    index_ring_advance(carray(_u64_pointer(ctrl_addr), CTRL_SLOTS))
+
+
+# The hook calls it as a plain C function, by a symbol the JIT linker resolves
+# in this process (cached code too). Called as a Numba function, it would
+# return a status the hook must pass on, and then so would every event:
+# Numba's C wrapper around the hook would check it each time (~15
+# instructions per profile event, C calls included).
+_ADVANCE_SYMBOL = "atf2_hook_advance_index_ring"
+llvm.add_symbol(_ADVANCE_SYMBOL, advance_index_ring.address)
+_advance_index_ring = ExternalFunction(_ADVANCE_SYMBOL, types.void(types.uint64))
+
+
+@njit(inline="always", nogil=True)
+def _push(ctrl_addr, ctrl, ts, fid, kind_depth):
+    """``atf2.kernels.ring.index_ring_push`` (the same steps) on raw pointers, its slow path through the C ABI."""
+    w = ctrl[CTRL_INDEX_WRITE_POS]
+    if w >= ctrl[CTRL_INDEX_ACTIVE_END]:
+        _advance_index_ring(ctrl_addr)
+    pool = _u64_pointer(ctrl[CTRL_INDEX_POOL_PTR])
+    row = (w - ctrl[CTRL_INDEX_ROW_DELTA]) * _RECORD_WORDS
+    pool[row] = ts
+    pool[row + _ONE] = fid
+    pool[row + _TWO] = kind_depth
+    _store_release(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
+
+
 @njit(inline="always", nogil=True)
 def capture(ctrl_addr, frame, what, arg):
-    """Record one profile event into the thread whose control block is at ``ctrl_addr``."""
-    ctrl = carray(_u64_pointer(ctrl_addr), CTRL_SLOTS)
+    """Record one profile event into the thread whose control block is at ``ctrl_addr``.
+
+    Raw pointers, no arrays: building an array view (``carray``) is an
+    operation Numba's C wrapper must assume can fail, so it would check a
+    status after every call of the hook.
+    """
+    ctrl = _u64_pointer(ctrl_addr)
     if ctrl[CTRL_ENABLED] == _ZERO:
         return 0
     if what == PY_TRACE_CALL or what == PY_TRACE_RETURN:
-        code = _PyFrame_GetCode(frame)
-        _Py_DecRef(code)  # borrowed: the executing frame holds a reference
-        key = _address(code)
+        if _CODE_FROM_FIELDS:  # frame->f_frame->f_code (see _probe_code_field)
+            key = _word_at(_pointer(_word_at(frame, _F_FRAME_OFFSET)), _CODE_FIELD_OFFSET)
+            code = _pointer(key)
+        else:
+            code = _PyFrame_GetCode(frame)
+            _Py_DecRef(code)  # borrowed: the executing frame holds a reference
+            key = _address(code)
         subject = frame
         if what == PY_TRACE_CALL:
             kind = _CALL
@@ -256,9 +360,7 @@ def capture(ctrl_addr, frame, what, arg):
             kind = _EXCEPTION
     else:
         return 0
-    mask = ctrl[SLOT_TABLE_MASK]
-    table = carray(_u64_pointer(ctrl[SLOT_TABLE_PTR]), np.intp(2) * (np.intp(mask) + 1))
-    fid = table_find(table, mask, key)
+    fid = table_find(_u64_pointer(ctrl[SLOT_TABLE_PTR]), ctrl[SLOT_TABLE_MASK], key)
     if fid == MISSING:
         fid = _register(ctrl, subject)
     ts = ticks()
@@ -269,11 +371,7 @@ def capture(ctrl_addr, frame, what, arg):
         if depth > _ZERO:  # a RETURN whose CALL came before tracing started, at the bottom
             depth -= _ONE
         ctrl[CTRL_HOOK_DEPTH] = depth
-    # the pool as large as it may be once this push switched rings (a growth
-    # the drain asked for: RING_COUNT_TARGET, never past the array's rows)
-    rows = np.intp(ctrl[CTRL_INDEX_RING_CAPACITY] * max(ctrl[CTRL_INDEX_RING_COUNT], ctrl[CTRL_INDEX_RING_COUNT_TARGET]))
-    pool = carray(_u64_pointer(ctrl[CTRL_INDEX_POOL_PTR]), (rows, RING_RECORD_WORDS))
-    index_ring_push(ctrl, pool, ts, fid, kind | (depth << _DEPTH_SHIFT))
+    _push(ctrl_addr, ctrl, ts, fid, kind | (depth << _DEPTH_SHIFT))
     if depth == _ZERO and what == PY_TRACE_RETURN and (ctrl[CTRL_HOOK_FLAGS] & _FLAG_END_AT_BOTTOM) != _ZERO:
         # The thread's bottom frame is gone: what Python still runs on this
         # thread is its teardown (thread-local destructors, among them the
