@@ -23,7 +23,10 @@ Figures (sizes for the full run; ``quick`` divides them by 20):
   ratios. ``reader[i]`` is a native call (``kernels/pyevent.py``), so the
   ratio can be below 1; ``python_path_us`` is the reader's pure-Python
   fallback (``_getitem_struct``, used without a JIT) on the same positions.
-* ``take``: ``reader.take(indices)`` per event, 1M random indices.
+* ``take``: ``reader.take(indices)`` per event, 1M random indices;
+  ``numpy_take_ns`` is numpy's ``take`` of the same indices from the same
+  mapped events, ``ratio_vs_numpy`` the speed-up (the reader's kernel
+  prefetches ahead).
 * ``merge``: ``SessionReader.merged()`` over 4 threads x 2.5M events with
   irregularly interleaved timestamps, events/s; ``heapq_events_per_s`` is
   ``heapq.merge`` of the same (timestamp, thread, seq) keys (inputs prepared
@@ -187,7 +190,7 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
         # and the tuple, and the cache/TLB miss at each position)
         raw_map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         unpack = struct_for(INDEX_EVENT_DTYPE).unpack_from
-        best_get = best_take = best_raw = best_python = float("inf")
+        best_get = best_take = best_raw = best_python = best_numpy_take = float("inf")
         ratios = []
         for _ in range(reps):
             t0 = time.perf_counter()
@@ -208,6 +211,9 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
             t0 = time.perf_counter()
             r.take(positions)
             best_take = min(best_take, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            r.events.take(positions)
+            best_numpy_take = min(best_numpy_take, time.perf_counter() - t0)
         raw_map.close()
         t0 = time.perf_counter()
         for _ in as_list:
@@ -224,7 +230,14 @@ def bench_random_access(path: str, count: int, reps: int) -> list:
             "python_path_us": best_python / count * 1e6,
             "empty_loop_us": loop / count * 1e6,
         },
-        {"name": "take", "value": best_take / count * 1e9, "unit": "ns/event", "indices": count},
+        {
+            "name": "take",
+            "value": best_take / count * 1e9,
+            "unit": "ns/event",
+            "indices": count,
+            "numpy_take_ns": best_numpy_take / count * 1e9,
+            "ratio_vs_numpy": best_numpy_take / best_take,
+        },
     ]
 
 
