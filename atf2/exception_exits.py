@@ -152,7 +152,10 @@ def hook_flags() -> int:
         flags = 0
         if NEEDED and unwind_reported_as_none():
             flags = FLAG_UNWIND_AS_NONE
-            state = _generator_state_byte()
+            try:
+                state = _generator_state_byte()
+            except Exception:  # noqa: BLE001 - a probe of CPython internals: without it, yields only stay RETURN
+                state = None
             if state is not None and 0 < state[0] < 1 << 16:
                 flags |= (state[0] << FLAGS_GEN_STATE_OFFSET_SHIFT) | (state[1] << FLAGS_GEN_EXECUTING_SHIFT)
         _probed["flags"] = flags
