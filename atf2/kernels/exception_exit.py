@@ -107,7 +107,10 @@ if NEEDED:
     _Py_DecRef = ExternalFunction("Py_DecRef", types.void(types.voidptr))
     _PyErr_Clear = ExternalFunction("PyErr_Clear", types.void())
 
-    @njit(nogil=True)
+    # inlined, not called: a Numba call returns a status that the hook would
+    # pass on, and Numba's C wrapper would then check it after every event
+    # (tests/test_hook_fast_path.py); nothing in here can fail
+    @njit(inline="always", nogil=True)
     def _unwinding(frame, code, flags):
         """The slow part of ``left_by_exception`` (one RETURN-with-None of a 3.12 frame)."""
         lasti = np.int64(_PyFrame_GetLasti(frame))
