@@ -416,7 +416,7 @@ class Drain:
                 # reached the file: checksum from what the file holds
                 crc_in = writer.index_crc
                 crc = crc32(events.view(np.uint8), crc_in)
-            writer.write_encoded(events, crc, crc_in)
+            writer.write_encoded(events, crc, crc_in, ordered=True)  # the kernel clamped the timestamps
         except (WriteError, AtfV2Error) as exc:
             self._count_disk_error(ch, len(events), 0, str(exc))
             return

@@ -224,6 +224,25 @@ def test_write_encoded_refuses_bad_batches(tmp_path):
         write(w, good)
 
 
+def test_write_encoded_ordered_checks_only_the_first_timestamp(tmp_path):
+    """``ordered=True`` (the drain: its kernel clamps timestamps) skips the
+    scan of the batch but still refuses one that starts before the file's
+    last event; the files are the same as with the full check."""
+    paths = []
+    for ordered in (False, True):
+        w = ThreadWriter(tmp_path / str(ordered), 0)
+        for t0 in (1000, 2000):
+            ev = encoded(10, t0=t0)
+            w.write_encoded(ev, zlib.crc32(ev.tobytes(), w.index_crc), w.index_crc, ordered=ordered)
+        back = encoded(10, t0=1500)
+        with pytest.raises(AtfV2Error, match="must not decrease"):
+            w.write_encoded(back, zlib.crc32(back.tobytes(), w.index_crc), w.index_crc, ordered=ordered)
+        w.close()
+        paths.append(w.index_path)
+    with open(paths[0], "rb") as a, open(paths[1], "rb") as b:
+        assert a.read() == b.read()
+
+
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO])
 def test_write_encoded_rolls_back_on_io_error(tmp_path, monkeypatch, err):
     w = ThreadWriter(tmp_path, 0)

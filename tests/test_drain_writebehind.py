@@ -34,9 +34,9 @@ def gated_writes(monkeypatch):
     gate = threading.Event()
     original = ThreadWriter.write_encoded
 
-    def stalled(self, events, crc, crc_in):
+    def stalled(self, events, crc, crc_in, **kw):
         gate.wait(60)
-        return original(self, events, crc, crc_in)
+        return original(self, events, crc, crc_in, **kw)
 
     monkeypatch.setattr(ThreadWriter, "write_encoded", stalled)
     monkeypatch.setattr(D, "DRAIN_CHUNK", CHUNK)
@@ -122,11 +122,11 @@ def test_after_a_failed_write_the_chain_continues_from_the_file(tmp_path, monkey
     original = ThreadWriter.write_encoded
     calls = []
 
-    def failing_second(self, events, crc, crc_in):
+    def failing_second(self, events, crc, crc_in, **kw):
         calls.append(len(events))
         if len(calls) == 2:
             raise WriteError("no space left", "index.atf")
-        return original(self, events, crc, crc_in)
+        return original(self, events, crc, crc_in, **kw)
 
     rechecked = []
     real_crc32 = D.crc32
