@@ -61,6 +61,18 @@ class DrainThroughput:
 
     track_drain_cpu_ns_per_event.unit = "ns"
 
+    def track_sustained_per_s(self, runs, producers, mode):
+        """Events written per second of production (the session's start and stop not counted): the bar's figure."""
+        return runs[f"{mode}-{producers}"]["sustained_events_per_s"]
+
+    track_sustained_per_s.unit = "events/s"
+
+    def track_drain_cpu_vs_raw_write_cpu(self, runs, producers, mode):
+        """The drain's CPU per event over a raw write's CPU per 32 bytes, same run."""
+        return runs[f"{mode}-{producers}"]["drain_cpu_vs_raw_write_cpu"]
+
+    track_drain_cpu_vs_raw_write_cpu.unit = "ratio"
+
     def track_max_index_rings(self, runs, producers, mode):
         """Index rings of the largest producer pool at the end (16 at defaults: it never had to grow)."""
         return runs[f"{mode}-{producers}"]["max_index_rings"]

@@ -394,3 +394,18 @@ def test_stop_leaves_no_drain_thread(tmp_path):
         atf2.emit_batch(np.full(5000, fid, np.uint64), np.ones(5000, np.uint32))
     names = {t.name for t in threading.enumerate()} - before
     assert not [n for n in names if n.startswith("atf2-drain")], names
+
+
+def test_bench_bar_verdict():
+    """The drain benchmark's verdict on the issue's bar (>= 20M events/s, zero drops)."""
+    from atf2.bench.drain import TARGET_RATE, bar_met
+
+    def row(name, dropped=0, offered=TARGET_RATE, sustained=TARGET_RATE):
+        return {"name": name, "dropped": dropped, "offered_events_per_s": offered, "sustained_events_per_s": sustained}
+
+    assert bar_met(row("drain_paced_20M_1p", offered=0.995 * TARGET_RATE, sustained=0.995 * TARGET_RATE))
+    assert not bar_met(row("drain_paced_20M_1p", dropped=1))
+    assert not bar_met(row("drain_paced_spin_20M_1p", offered=0.9 * TARGET_RATE))  # the producer lost its pace
+    assert bar_met(row("drain_flood_1p", sustained=25e6)) and not bar_met(row("drain_flood_1p", sustained=19e6))
+    assert not bar_met(row("drain_flood_1p", sustained=25e6, dropped=5))
+    assert bar_met(row("drain_only_prefilled")) is None
