@@ -8,7 +8,11 @@
 #   tools/test_other_pythons.sh /path/to/python3.13 -- -x tests/test_tracer.py
 #
 # Interpreters given on the command line replace the search; what follows `--`
-# goes to pytest (default: the whole suite, coverage floor included). Venvs live
+# goes to pytest (default: the whole suite). Coverage is measured and its total
+# shown, but its floor is not applied: that is `.ci/run`'s gate, on the default
+# interpreter in a fresh clone; here Numba's caches are usually warm, so code
+# that runs only when a kernel compiles (LLVM IR generation) counts as missed
+# and the total comes out ~1% lower on any version. Venvs live
 # in $ATF2_OTHER_PYTHONS (default: ${TMPDIR:-/tmp}/atf2-other-pythons/<version>);
 # each gets `pip install -e '<repo>[test]'` (its own editable install: the
 # default interpreter's is left alone) and its own COVERAGE_FILE. Numba and
@@ -63,10 +67,13 @@ print("%d.%d.%d" % sys.version_info[:3] if ok and not sysconfig.get_config_var("
         continue
     fi
     log="$venv/pytest.log"
-    (cd "$repo" && COVERAGE_FILE="$venv/.coverage" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${pytest_args[@]}") 2>&1 | tee "$log"
+    (cd "$repo" && COVERAGE_FILE="$venv/.coverage" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+        --cov-fail-under=0 "${pytest_args[@]}") 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     [ "$rc" -ne 0 ] && status=1
-    summary+=("$version: exit $rc, $(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tail -n 1 | tr -d '=')")
+    result=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tail -n 1 | tr -d '=')
+    coverage=$(grep -E '^TOTAL ' "$log" | tail -n 1 | awk '{print $NF}')
+    summary+=("$version: exit $rc, $result${coverage:+ (coverage $coverage)}")
 done
 
 if [ ${#summary[@]} -eq 0 ]; then
