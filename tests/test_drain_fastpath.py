@@ -409,3 +409,25 @@ def test_bench_bar_verdict():
     assert bar_met(row("drain_flood_1p", sustained=25e6)) and not bar_met(row("drain_flood_1p", sustained=19e6))
     assert not bar_met(row("drain_flood_1p", sustained=25e6, dropped=5))
     assert bar_met(row("drain_only_prefilled")) is None
+
+
+def test_bench_summary_prints_the_verdict_per_row(monkeypatch, capsys):
+    """``python -m atf2.bench.drain --repeat N``: rows per run, best/median, drops and the bar's verdict."""
+    from atf2.bench import drain as bench
+
+    runs = iter([0, 3])
+
+    def fake_run(quick=False):
+        dropped = next(runs)
+        common = {"unit": "events/s", "ratio_vs_raw": 0.5, "loadavg": 1.0, "drain_cpu_ns_per_event": 20.0, "drain_cpu_vs_raw_write_cpu": 1.5}
+        return [
+            {"name": "drain_paced_20M_1p", "value": 2e7, "dropped": dropped, "offered_events_per_s": 2e7, "sustained_events_per_s": 2e7, **common},
+            {"name": "drain_only_prefilled", "value": 6e7, "dropped": 0, **common},
+        ]
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    bench.main(["--repeat", "2"])
+    out = capsys.readouterr().out
+    assert "drops per run [0, 3]" in out and "drain CPU median 20.0 ns/event (1.50x the raw write's)" in out
+    assert "drain_paced_20M_1p       met in 1 of 2 runs: 20.00M/s dropped 0, 20.00M/s dropped 3" in out
+    assert "drain_only_prefilled     met" not in out
