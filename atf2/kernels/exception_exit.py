@@ -78,7 +78,8 @@ def _none_address(typingctx):
 
 
 @intrinsic
-def _as_int(typingctx, ptr):
+def pointer_as_int(typingctx, ptr):
+    """A pointer as an integer (the capture hooks use it too)."""
     sig = types.uint64(types.voidptr)
 
     def codegen(context, builder, signature, args):
@@ -117,7 +118,7 @@ if NEEDED:
         if lasti < 0:  # no instruction run yet: thrown into a just-created generator
             return True
         raw = _PyCode_GetCode(code)
-        if _as_int(raw) == _ZERO:
+        if pointer_as_int(raw) == _ZERO:
             _PyErr_Clear()
             return False
         op = _BYTE
@@ -132,7 +133,7 @@ if NEEDED:
         if offset == 0:
             return False
         gen = _PyFrame_GetGenerator(frame)
-        if _as_int(gen) == _ZERO:
+        if pointer_as_int(gen) == _ZERO:
             return False
         state = _byte_at(gen, offset)
         _Py_DecRef(gen)
@@ -141,7 +142,7 @@ if NEEDED:
     @njit(inline="always", nogil=True)
     def left_by_exception(frame, code, arg, flags):
         """True when this PyTrace_RETURN (``arg`` not NULL) is really a frame unwound by an exception."""
-        if (flags & _FLAG) == _ZERO or _as_int(arg) != _none_address():
+        if (flags & _FLAG) == _ZERO or pointer_as_int(arg) != _none_address():
             return False
         return _unwinding(frame, code, flags)
 

@@ -113,6 +113,7 @@ from ..layout import (
 )
 from .codetable import MISSING, table_find
 from .exception_exit import left_by_exception
+from .exception_exit import pointer_as_int as _address
 from .ring import index_ring_advance
 
 # Hook-private control block slots (the four scratch words atf2.layout gives the tracer).
@@ -203,17 +204,6 @@ _PyLong_AsUnsignedLongLong = ExternalFunction("PyLong_AsUnsignedLongLong", types
 _PyErr_Occurred = ExternalFunction("PyErr_Occurred", types.voidptr())
 _PyErr_Clear = ExternalFunction("PyErr_Clear", types.void())
 _PyEval_SetProfile = ExternalFunction("PyEval_SetProfile", types.void(types.voidptr, types.voidptr))
-
-
-@intrinsic
-def _address(typingctx, ptr):
-    """A pointer as an integer."""
-    sig = types.uint64(types.voidptr)
-
-    def codegen(context, builder, signature, args):
-        return builder.ptrtoint(args[0], ir.IntType(64))
-
-    return sig, codegen
 
 
 @intrinsic
