@@ -18,7 +18,7 @@ set, and the hook tests that slot first.
 
 Hot path per event (Python CALL / RETURN): code object of the frame, one
 probe of the code table (``atf2.kernels.codetable``), the cycle counter, the
-depth update and the ring push (``index_ring_push``'s steps). No Python
+depth update and the ring push (``ring.index_ring_push_raw``). No Python
 callback, no allocation, no lock, no call. On the first sight of a code
 object (the slow path, once per function per session) the hook calls the
 tracer's registrar, a Python callable whose address is in the control block;
@@ -84,7 +84,6 @@ from __future__ import annotations
 import ctypes
 import sys
 
-import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
@@ -100,21 +99,17 @@ from ..layout import (
     CTRL_HOOK_SCRATCH1,
     CTRL_HOOK_SCRATCH2,
     CTRL_HOOK_SCRATCH3,
-    CTRL_INDEX_ACTIVE_END,
-    CTRL_INDEX_POOL_PTR,
-    CTRL_INDEX_ROW_DELTA,
-    CTRL_INDEX_WRITE_POS,
     CTRL_SLOTS,
     EVENT_CALL,
     EVENT_EXCEPTION,
     EVENT_RETURN,
     RING_DEPTH_SHIFT,
-    RING_RECORD_WORDS,
 )
 from .codetable import MISSING, table_find
 from .exception_exit import left_by_exception
 from .exception_exit import pointer_as_int as _address
-from .ring import index_ring_advance
+from .ring import index_ring_push_raw
+from .ring import u64_pointer as _u64_pointer
 
 # Hook-private control block slots (the four scratch words atf2.layout gives the tracer).
 SLOT_TABLE_PTR = CTRL_HOOK_SCRATCH0  #: data address of the code table (uint64[2 * capacity])
@@ -218,17 +213,6 @@ def _pointer(typingctx, addr):
 
 
 @intrinsic
-def _u64_pointer(typingctx, addr):
-    """An integer as a uint64 pointer (for ``numba.carray``)."""
-    sig = types.CPointer(types.uint64)(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-
-    return sig, codegen
-
-
-@intrinsic
 def _word_at(typingctx, ptr, offset):
     """The 8-byte word at ``ptr + offset`` (a pointer field of a C struct)."""
     sig = types.uint64(types.voidptr, types.intp)
@@ -240,25 +224,11 @@ def _word_at(typingctx, ptr, offset):
     return sig, codegen
 
 
-@intrinsic
-def _store_release(typingctx, ptr, index, value):
-    """``ptr[index] = value`` with release ordering (ptr: a uint64 pointer; cf. ring.atomic_store)."""
-    sig = types.void(ptr, index, value)
-
-    def codegen(context, builder, signature, args):
-        slot = builder.gep(args[0], [context.cast(builder, args[1], signature.args[1], types.intp)])
-        builder.store_atomic(context.cast(builder, args[2], signature.args[2], types.uint64), slot, "release", 8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 _OBJECT_HEAD = np.intp(OBJECT_HEAD_SIZE)
 _CALL = np.uint64(EVENT_CALL)
 _RETURN = np.uint64(EVENT_RETURN)
 _EXCEPTION = np.uint64(EVENT_EXCEPTION)
 _DEPTH_SHIFT = np.uint64(RING_DEPTH_SHIFT)
-_RECORD_WORDS = np.uint64(RING_RECORD_WORDS)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _ZERO = np.uint64(0)
@@ -279,36 +249,6 @@ def _register(ctrl, subject):
         _PyErr_Clear()
         return ctrl[SLOT_FALLBACK_ID]
     return fid
-
-
-@cfunc(types.void(types.uint64), nopython=True, cache=True)
-def advance_index_ring(ctrl_addr):
-    """``index_ring_advance`` behind the C ABI: the hook's slow path when its ring is full."""
-    index_ring_advance(carray(_u64_pointer(ctrl_addr), CTRL_SLOTS))
-
-
-# The hook calls it as a plain C function, by a symbol the JIT linker resolves
-# in this process (cached code too). Called as a Numba function, it would
-# return a status the hook must pass on, and then so would every event:
-# Numba's C wrapper around the hook would check it each time (~15
-# instructions per profile event, C calls included).
-_ADVANCE_SYMBOL = "atf2_hook_advance_index_ring"
-llvm.add_symbol(_ADVANCE_SYMBOL, advance_index_ring.address)
-_advance_index_ring = ExternalFunction(_ADVANCE_SYMBOL, types.void(types.uint64))
-
-
-@njit(inline="always", nogil=True)
-def _push(ctrl_addr, ctrl, ts, fid, kind_depth):
-    """``atf2.kernels.ring.index_ring_push`` (the same steps) on raw pointers, its slow path through the C ABI."""
-    w = ctrl[CTRL_INDEX_WRITE_POS]
-    if w >= ctrl[CTRL_INDEX_ACTIVE_END]:
-        _advance_index_ring(ctrl_addr)
-    pool = _u64_pointer(ctrl[CTRL_INDEX_POOL_PTR])
-    row = (w - ctrl[CTRL_INDEX_ROW_DELTA]) * _RECORD_WORDS
-    pool[row] = ts
-    pool[row + _ONE] = fid
-    pool[row + _TWO] = kind_depth
-    _store_release(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
 
 
 @njit(inline="always", nogil=True)
@@ -361,7 +301,7 @@ def capture(ctrl_addr, frame, what, arg):
         if depth > _ZERO:  # a RETURN whose CALL came before tracing started, at the bottom
             depth -= _ONE
         ctrl[CTRL_HOOK_DEPTH] = depth
-    _push(ctrl_addr, ctrl, ts, fid, kind | (depth << _DEPTH_SHIFT))
+    index_ring_push_raw(ctrl_addr, ctrl, ts, fid, kind | (depth << _DEPTH_SHIFT))
     if depth == _ZERO and what == PY_TRACE_RETURN and (ctrl[CTRL_HOOK_FLAGS] & _FLAG_END_AT_BOTTOM) != _ZERO:
         # The thread's bottom frame is gone: what Python still runs on this
         # thread is its teardown (thread-local destructors, among them the

@@ -9,10 +9,12 @@ producer, when every ring is still waiting, reclaims the oldest ring by moving
 READ_POS itself with a compare-and-swap (drop-oldest) and counts what it
 discarded. Neither side ever waits for the other.
 
-Hot path: ``index_ring_push`` is inlined into its caller (the capture hook,
-``emit``): three loads, one compare, three stores and a release store in the
-common case. Everything else (switching rings, reclaiming, watermarks) sits in
-``index_ring_advance``, reached once per ring.
+Hot path: ``index_ring_push`` is inlined into its caller (``emit``, the
+benchmarks' producers): three loads, one compare, three stores and a release
+store in the common case. Everything else (switching rings, reclaiming,
+watermarks) sits in ``index_ring_advance``, reached once per ring. The capture
+hook uses ``index_ring_push_raw``, the same steps on raw pointers with the
+slow path behind the C ABI (see there why).
 
 Memory order: WRITE_POS is stored with release semantics and loaded by the
 drain with acquire semantics, so a record is complete before it is visible.
@@ -24,10 +26,14 @@ These kernels know nothing of threads, files or sessions.
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.core import cgutils
+from numba.core import config as numba_config
+from numba.core.errors import NumbaError
+from numba.core.types import ExternalFunction
 from numba.extending import intrinsic
 
 from ..clock import interpolate, locate_segment, ticks
@@ -48,6 +54,7 @@ from ..layout import (
     CTRL_INDEX_ACTIVE_RING,
     CTRL_INDEX_DROPS,
     CTRL_INDEX_HIGH_WATER,
+    CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_READ_POS,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
@@ -59,6 +66,7 @@ from ..layout import (
     CTRL_INDEX_WM_LOW,
     CTRL_INDEX_WM_STATE,
     CTRL_INDEX_WRITE_POS,
+    CTRL_SLOTS,
     DETAIL_RING_ALIGN,
     DETAIL_RING_FLAGS_SHIFT,
     DETAIL_RING_HEADER_SIZE,
@@ -69,6 +77,7 @@ from ..layout import (
     NO_DETAIL,
     RING_KIND_MASK,
     RING_KIND_TIMESTAMP_NS,
+    RING_RECORD_WORDS,
     WM_HIGH,
     WM_NORMAL,
 )
@@ -84,9 +93,22 @@ _U64 = ir.IntType(64)
 
 
 def _element_pointer(context, builder, arrty, arr, idx, idxty):
-    ary = context.make_array(arrty)(context, builder, arr)
     idx = context.cast(builder, idx, idxty, types.intp)
+    if isinstance(arrty, types.CPointer):  # a raw uint64 pointer (the capture hook's control block)
+        return builder.gep(arr, [idx])
+    ary = context.make_array(arrty)(context, builder, arr)
     return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+@intrinsic
+def u64_pointer(typingctx, addr):
+    """An integer as a uint64 pointer (for ``numba.carray``, or indexed as it is)."""
+    sig = types.CPointer(types.uint64)(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+
+    return sig, codegen
 
 
 @intrinsic
@@ -103,7 +125,7 @@ def atomic_load(typingctx, arr, idx):
 
 @intrinsic
 def atomic_store(typingctx, arr, idx, value):
-    """``arr[idx] = value`` with release ordering (arr: uint64 array)."""
+    """``arr[idx] = value`` with release ordering (arr: uint64 array or pointer)."""
     sig = types.void(arr, idx, value)
 
     def codegen(context, builder, signature, args):
@@ -131,7 +153,9 @@ def atomic_cas(typingctx, arr, idx, expected, new):
 
 
 _ONE = np.uint64(1)
+_TWO = np.uint64(2)
 _ZERO = np.uint64(0)
+_RECORD_WORDS = np.uint64(RING_RECORD_WORDS)
 _HDR = np.uint64(DETAIL_RING_HEADER_SIZE)
 _ALIGN_UP = np.uint64(DETAIL_RING_ALIGN - 1)
 _ALIGN_MASK = ~np.uint64(DETAIL_RING_ALIGN - 1)
@@ -162,6 +186,38 @@ def index_ring_push(ctrl, pool, ts, function_id, kind_depth) -> None:
     pool[row, 0] = ts
     pool[row, 1] = function_id
     pool[row, 2] = kind_depth
+    atomic_store(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
+
+
+def _index_ring_advance_c(ctrl_addr):  # pragma: no cover - native code, run by the capture hook
+    index_ring_advance(carray(u64_pointer(ctrl_addr), CTRL_SLOTS))
+
+
+# ``index_ring_advance`` behind the C ABI, for ``index_ring_push_raw``, which
+# calls it as a plain C function by a symbol the JIT linker resolves in this
+# process (cached code too). Called as a Numba function it would return a
+# status its caller must pass on: inside the capture hook, Numba's C wrapper
+# would then check a status after every profile event (~15 instructions,
+# C-function events included).
+_ADVANCE_SYMBOL = "atf2_index_ring_advance"
+_call_index_ring_advance_c = ExternalFunction(_ADVANCE_SYMBOL, types.void(types.uint64))
+
+
+@njit(inline="always", nogil=True)
+def index_ring_push_raw(ctrl_addr, ctrl, ts, function_id, kind_depth):  # pragma: no cover - inlined into the capture hook
+    """``index_ring_push`` on raw pointers (``ctrl``: ``u64_pointer(ctrl_addr)``) for the capture hook.
+
+    Nothing here can fail in Numba's eyes (no array views; the slow path
+    through the C ABI), so the hook's C wrapper checks no status.
+    """
+    w = ctrl[CTRL_INDEX_WRITE_POS]
+    if w >= ctrl[CTRL_INDEX_ACTIVE_END]:
+        _call_index_ring_advance_c(ctrl_addr)
+    pool = u64_pointer(ctrl[CTRL_INDEX_POOL_PTR])
+    row = (w - ctrl[CTRL_INDEX_ROW_DELTA]) * _RECORD_WORDS
+    pool[row] = ts
+    pool[row + _ONE] = function_id
+    pool[row + _TWO] = kind_depth
     atomic_store(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
 
 
@@ -233,6 +289,28 @@ def index_ring_advance(ctrl) -> None:
     # Publish the new end last: until then the fast path keeps calling us.
     ctrl[CTRL_INDEX_ACTIVE_END] = w + cap
 
+
+
+def _build_index_ring_advance_c() -> None:
+    """Compile (or load from Numba's cache) the C-ABI advance and give the JIT linker its symbol.
+
+    Built here, below ``index_ring_advance``, which it calls. A ``cfunc`` is
+    compiled even under ``NUMBA_DISABLE_JIT`` (the capture hooks' are loaded
+    from the cache then, and need this symbol); only where it cannot be (no
+    JIT and no cache) is it left out: nothing but the hook calls it.
+    """
+    try:
+        advance = cfunc(types.void(types.uint64), nopython=True, cache=True)(_index_ring_advance_c)
+    except NumbaError:  # pragma: no cover - NUMBA_DISABLE_JIT with a cold cache
+        if not numba_config.DISABLE_JIT:
+            raise
+        return
+    _KEEP_ALIVE.append(advance)
+    llvm.add_symbol(_ADVANCE_SYMBOL, advance.address)
+
+
+_KEEP_ALIVE: list = []
+_build_index_ring_advance_c()
 
 @njit(inline="always", nogil=True)
 def make_kind_depth(kind, depth):
