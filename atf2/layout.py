@@ -283,7 +283,7 @@ assert RING_RECORD_DTYPE.itemsize == 24 and RING_RECORD_WORDS == 3
 # Every registered thread owns one ``numpy.uint64`` array of CTRL_SLOTS words
 # (its control block) and two preallocated pools, one per lane:
 #
-# * index lane: ``uint64[ring_count * ring_capacity, 3]``, RING_RECORD_DTYPE
+# * index lane: ``uint64[ring_count * ring_growth * ring_capacity, 3]``, RING_RECORD_DTYPE
 #   records seen as 3 words;
 # * detail lane: a byte arena of ``detail_ring_count * detail_ring_bytes``
 #   bytes holding DETAIL_RING_RECORD_DTYPE headers followed by their payload,
@@ -291,12 +291,14 @@ assert RING_RECORD_DTYPE.itemsize == 24 and RING_RECORD_WORDS == 3
 #
 # A lane's pool is a circle of rings. Positions are absolute (counted from the
 # thread's first record, in records for the index lane and bytes for the
-# detail lane) and only ever grow, so "which ring" is ``position // ring_size
-# % ring_count``. The producer owns WRITE_POS (published after the record is
-# stored), the drain owns READ_POS except for one move: when the producer
-# needs its next ring and every ring is still waiting for the drain (pool
-# exhausted), it advances READ_POS past the oldest ring with a compare-and-swap
-# (drop-oldest) and counts the records it discarded. The drain copies
+# detail lane) and only ever grow, so "which ring" is ``position // ring_size``;
+# where it lies in the pool is ``ring % ring_count`` for the detail lane and
+# the ring map below for the index lane (its pool can grow). The producer
+# owns WRITE_POS (published after the record is stored), the drain owns
+# READ_POS except for one move: when the producer needs its next ring and
+# every ring is still waiting for the drain (pool exhausted), it advances
+# READ_POS past the oldest ring with a compare-and-swap (drop-oldest) and
+# counts the records it discarded. The drain copies
 # [READ_POS, WRITE_POS) and then compare-and-swaps READ_POS forward; a failed
 # swap means the producer reclaimed part of what it copied, so it discards the
 # copy and retries. That swap is the only coordination point: no locks.
@@ -310,12 +312,12 @@ CTRL_THREAD_ID = 2  #: S: the session-local thread number N
 # index lane geometry (S)
 CTRL_INDEX_POOL_PTR = 3  #: data address of the index pool (uint64[rings*capacity, 3])
 CTRL_INDEX_RING_CAPACITY = 4  #: records per index ring
-CTRL_INDEX_RING_COUNT = 5  #: index rings in the pool (1 active + spares)
+CTRL_INDEX_RING_COUNT = 5  #: P: index rings in the pool (1 active + spares; the producer grows it)
 # index lane cursors
 CTRL_INDEX_WRITE_POS = 6  #: P: absolute records pushed so far (= events recorded)
 CTRL_INDEX_ACTIVE_END = 7  #: P: absolute position where the active ring ends (0 before the first push)
 CTRL_INDEX_ROW_DELTA = 8  #: P: absolute position - pool row, for the active ring
-CTRL_INDEX_ACTIVE_RING = 9  #: P: number of the active ring in the pool
+CTRL_INDEX_ACTIVE_RING = 9  #: P: pool slot of the active ring
 CTRL_INDEX_RINGS_SUBMITTED = 10  #: P: full rings handed to the drain
 CTRL_INDEX_READ_POS = 11  #: CAS: absolute records consumed (written or dropped)
 CTRL_INDEX_WRITTEN = 12  #: D: records encoded and accepted by the writer
@@ -353,7 +355,20 @@ CTRL_INDEX_RING_COUNT_TARGET = 39  #: S: the most index rings the pool has rows 
 CTRL_INDEX_DROPS = 40
 CTRL_DETAIL_DROPS = 48
 DROP_REASON_SLOTS = 8
-CTRL_SLOTS = 56  #: length of the control array
+# Index ring map: which rows of the pool hold which ring. Ring L (positions
+# [L * capacity, (L + 1) * capacity)) lives in pool slot
+# ctrl[CTRL_INDEX_RING_MAP + L % INDEX_RING_MAP_WORDS], rows [slot * capacity,
+# (slot + 1) * capacity). The producer sets a ring's entry at the switch into
+# it, before publishing any of its records, so the drain (which reads entries
+# only below the WRITE_POS it loaded) always finds it set. A map, rather than
+# "slot = L % ring count", lets a pool grow at any ring switch: the waiting
+# rings keep their slots, whatever their position, and the new ones take
+# fresh slots (see index_ring_advance).
+CTRL_INDEX_FRESH_NEXT = 56  #: P: next never-used slot of the pool as it stands
+CTRL_INDEX_FRESH_END = 57  #: P: slots in use once the fresh ones are taken (the ring count)
+CTRL_INDEX_RING_MAP = 64
+INDEX_RING_MAP_WORDS = 1024  #: a power of two: the most index rings a pool may grow to
+CTRL_SLOTS = CTRL_INDEX_RING_MAP + INDEX_RING_MAP_WORDS  #: length of the control array
 
 # Drop reason codes (per lane: recorded = written + sum of drops, exactly)
 DROP_RING_FULL = 1  #: record can never fit one ring (a detail payload bigger than a detail ring)
@@ -371,7 +386,8 @@ DROP_REASON_NAMES = {
 }
 assert max(DROP_REASON_NAMES) < DROP_REASON_SLOTS
 assert CTRL_INDEX_DROPS + DROP_REASON_SLOTS <= CTRL_DETAIL_DROPS
-assert CTRL_DETAIL_DROPS + DROP_REASON_SLOTS <= CTRL_SLOTS
+assert CTRL_DETAIL_DROPS + DROP_REASON_SLOTS <= CTRL_INDEX_FRESH_NEXT
+assert INDEX_RING_MAP_WORDS & (INDEX_RING_MAP_WORDS - 1) == 0
 
 # CTRL_STATE values
 CHANNEL_ACTIVE = 0  #: thread registered, drained every cycle

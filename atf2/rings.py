@@ -45,6 +45,7 @@ from .layout import (
     CTRL_DETAIL_RING_BYTES,
     CTRL_DETAIL_RING_COUNT,
     CTRL_ENABLED,
+    CTRL_INDEX_FRESH_END,
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
@@ -56,6 +57,7 @@ from .layout import (
     CTRL_THREAD_ID,
     DETAIL_RING_ALIGN,
     DETAIL_RING_HEADER_SIZE,
+    INDEX_RING_MAP_WORDS,
     RING_RECORD_WORDS,
 )
 
@@ -106,6 +108,10 @@ class RingConfig:
         check(
             isinstance(self.ring_growth, int) and self.ring_growth >= 1 and self.ring_growth & (self.ring_growth - 1) == 0,
             f"ring_growth={self.ring_growth!r} (a power of two >= 1)",
+        )
+        check(
+            self.ring_count * self.ring_growth <= INDEX_RING_MAP_WORDS,
+            f"ring_count * ring_growth = {self.ring_count * self.ring_growth} (at most {INDEX_RING_MAP_WORDS} index rings per thread)",
         )
         check(0.0 < self.low_watermark < self.high_watermark <= 1.0, f"watermarks low={self.low_watermark} high={self.high_watermark} (0 < low < high <= 1)")
 
@@ -201,6 +207,8 @@ class ThreadChannel:
         # the most rings the pool may grow to: the producer doubles the count
         # toward it while its backlog is over the low mark (index_ring_advance)
         c[CTRL_INDEX_RING_COUNT_TARGET] = config.ring_count * config.ring_growth
+        # the first ring_count rings take slots 0, 1, ... in turn (ring map: atf2.layout)
+        c[CTRL_INDEX_FRESH_END] = config.ring_count
         self.set_watermarks(config.ring_count)
         if config.detail:
             c[CTRL_DETAIL_POOL_PTR] = self.detail_words.__array_interface__["data"][0]

@@ -1,12 +1,15 @@
 """Index pools that grow: a thread whose backlog is over the low watermark at
 a ring switch gets twice the rings, up to ``ring_growth`` times its initial
-pool, without moving a waiting record (``index_ring_advance``); a thread the
-drain keeps up with keeps its initial pool."""
+pool, without moving a waiting record, wherever the backlog lies (the ring
+map, ``index_ring_advance``); a thread the drain keeps up with keeps its
+initial pool."""
 
 import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numba import njit
 
 import atf2
@@ -37,8 +40,7 @@ def drops(ch):
 
 def test_growth_keeps_every_waiting_record_in_place():
     """A backlog over the low mark at a ring switch doubles the ring count
-    there (the block of the waiting records is even: their rows stay), up to
-    RING_COUNT_TARGET; the waiting records stay readable where they are,
+    there, up to RING_COUNT_TARGET; the waiting records stay readable where they are,
     new ones go to fresh rows; the watermarks double with the pool."""
     ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=4), 1, "t")
     assert ch.index_pool.shape == (64 * 4 * 4, L.RING_RECORD_WORDS) and ch.index_ring_count == 4
@@ -60,57 +62,77 @@ def test_growth_keeps_every_waiting_record_in_place():
     assert fids == list(range(start, 3192))
 
 
-def test_growth_waits_for_a_switch_that_keeps_rows():
-    """With the waiting records in an odd block of the pool (or across two
-    blocks) doubling would move them: the pool grows at the first switch
-    where they lie in one even block, and not below the low mark."""
+def test_growth_wherever_the_backlog_lies():
+    """The pool doubles at the first switch with a backlog over the low mark,
+    whether the waiting records lie in an odd block of the pool or across
+    two blocks: they keep their slots, new rings take fresh ones."""
+    for first_pushed in (300, 200, 128, 100):  # backlog in block 1; blocks 0 and 1; one block exactly; blocks 1 and 0
+        ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=2), 1, "t")
+        for first in range(0, first_pushed, 50):  # the drain keeps up: under the low mark (64) at every switch
+            n = min(50, first_pushed - first)
+            produce(ch.ctrl, ch.index_pool, first, n)
+            assert take_all(ch)[1] == list(range(first, first + n))
+        assert ch.index_ring_count == 4
+        switch = (first_pushed // 64 + 2) * 64  # the second switch after first_pushed: over the low mark there
+        produce(ch.ctrl, ch.index_pool, first_pushed, switch + 1 - first_pushed)
+        assert ch.index_ring_count == 8 and drops(ch) == 0, first_pushed
+        # up to the last record the grown pool holds with [first_pushed, ...) waiting:
+        # more than the old pool held, nothing dropped, all in order
+        end = ((first_pushed + 7 * 64) // 64 + 1) * 64
+        assert end - first_pushed > 4 * 64
+        produce(ch.ctrl, ch.index_pool, switch + 1, end - switch - 1)
+        assert drops(ch) == 0
+        assert take_all(ch, 1 << 12) == (first_pushed, list(range(first_pushed, end)))
+        produce(ch.ctrl, ch.index_pool, end, 1)  # one more switch: the pool is full and grown to the most
+        assert drops(ch) == 0 and ch.index_ring_count == 8
+
+
+def test_no_growth_under_the_low_mark():
     ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=2), 1, "t")
-    for first in range(0, 300, 50):  # the drain keeps up: under the low mark (64) at every switch
-        produce(ch.ctrl, ch.index_pool, first, 50)
-        assert take_all(ch)[1] == list(range(first, first + 50))
-    assert ch.index_ring_count == 4
-    produce(ch.ctrl, ch.index_pool, 300, 150)  # switches at 384, 448: [300, w) in block 1 of the pool (odd)
-    assert ch.index_ring_count == 4 and drops(ch) == 0
-    assert take_all(ch, 100)[1] == list(range(300, 400))
-    produce(ch.ctrl, ch.index_pool, 450, 130)  # switches at 512 ([400, 512): block 1), 576 ([400, 576): blocks 1 and 2)
-    assert ch.index_ring_count == 4 and drops(ch) == 0
-    assert take_all(ch)[1] == list(range(400, 580))
-    produce(ch.ctrl, ch.index_pool, 580, 61)  # switch at 640: [580, 640) in block 2 (even) but under the low mark
-    assert ch.index_ring_count == 4
-    produce(ch.ctrl, ch.index_pool, 641, 64)  # switch at 704: [580, 704) in block 2, 124 waiting: 8 rings
-    assert ch.index_ring_count == 8 and drops(ch) == 0
-    produce(ch.ctrl, ch.index_pool, 705, 300)  # 425 waiting: more than the old pool held
-    assert ch.index_ring_count == 8 and drops(ch) == 0
-    assert take_all(ch) == (580, list(range(580, 1005)))
+    for first in range(0, 6400, 63):  # 63 waiting at most: the low mark is 64
+        produce(ch.ctrl, ch.index_pool, first, 63)
+        assert take_all(ch)[1] == list(range(first, first + 63))
+    assert ch.index_ring_count == 4 and 0 < int(ch.ctrl[L.CTRL_INDEX_HIGH_WATER]) < 64
 
 
-def test_no_growth_while_the_backlog_spans_two_blocks():
-    """Waiting records across two blocks of the pool (even, then odd) would
-    not all keep their rows in a doubled pool: no growth at that switch."""
-    ch = ThreadChannel(0, RingConfig(ring_capacity=64, ring_count=4, ring_growth=2), 1, "t")
-    for first in range(0, 200, 50):
-        produce(ch.ctrl, ch.index_pool, first, 50)
-        assert take_all(ch)[1] == list(range(first, first + 50))
-    produce(ch.ctrl, ch.index_pool, 200, 121)  # switch at 320: [200, 320) waiting, blocks 0 and 1
-    assert ch.index_ring_count == 4 and drops(ch) == 0
-    assert take_all(ch) == (200, list(range(200, 321)))
+def waiting_slots(ch):
+    """Pool slots of the rings holding waiting records (and of the active ring)."""
+    cap = int(ch.ctrl[L.CTRL_INDEX_RING_CAPACITY])
+    c, w = int(ch.ctrl[L.CTRL_INDEX_READ_POS]), int(ch.ctrl[L.CTRL_INDEX_WRITE_POS])
+    if w == 0:
+        return []
+    rings = range(c // cap, (w - 1) // cap + 1)
+    return [int(ch.ctrl[L.CTRL_INDEX_RING_MAP + r % L.INDEX_RING_MAP_WORDS]) for r in rings]
 
 
-def test_growth_rule_on_every_switch_of_a_lagging_drain():
-    """A producer pushing bursts while a drain takes irregular amounts: the
-    pool grows along the way, and every record taken is the one pushed at
-    its position; taken + dropped + waiting = pushed, exactly."""
-    rng = np.random.default_rng(7)
-    ch = ThreadChannel(0, RingConfig(ring_capacity=16, ring_count=2, ring_growth=16), 1, "t")
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    count=st.sampled_from([2, 3, 4, 5]),
+    growth=st.sampled_from([1, 2, 4, 8]),
+    # (records pushed, records the drain takes then): often none, so that backlogs build up
+    calm=st.lists(st.integers(1, 7), max_size=12),
+    steps=st.lists(st.tuples(st.integers(0, 80), st.one_of(st.just(0), st.integers(0, 100))), min_size=1, max_size=60),
+)
+def test_ring_map_keeps_waiting_rings_apart(count, growth, calm, steps):
+    """Any interleaving of pushes and takes, any growth: the waiting rings sit
+    in distinct slots inside the pool as it stands, every record taken is the
+    one pushed at its position, taken + dropped + waiting = pushed, and
+    nothing is dropped while the pool could still grow. ``calm``: a drain
+    that first keeps up (under the low mark), so that the pool grows late, at
+    any ring, not only in its first round of slots."""
+    cap = 8
+    ch = ThreadChannel(0, RingConfig(ring_capacity=cap, ring_count=count, ring_growth=growth), 1, "t")
     pushed = taken = 0
-    for _ in range(400):
-        k = int(rng.integers(1, 60))
-        produce(ch.ctrl, ch.index_pool, pushed, k)
-        pushed += k
-        start, fids = take_all(ch, int(rng.integers(1, 50)))
+    for push, take in [(k, k) for k in calm] + steps:
+        produce(ch.ctrl, ch.index_pool, pushed, push)
+        pushed += push
+        slots = waiting_slots(ch)
+        assert len(set(slots)) == len(slots) and all(0 <= s < ch.index_ring_count for s in slots)
+        if ch.index_ring_count < count * growth:
+            assert drops(ch) == 0
+        start, fids = take_all(ch, take) if take else (0, [])
         assert fids == list(range(start, start + len(fids)))
         taken += len(fids)
-    assert ch.index_ring_count > 2
     waiting = int(ch.ctrl[L.CTRL_INDEX_WRITE_POS]) - int(ch.ctrl[L.CTRL_INDEX_READ_POS])
     assert taken + drops(ch) + waiting == pushed
 

@@ -53,12 +53,15 @@ from ..layout import (
     CTRL_INDEX_ACTIVE_END,
     CTRL_INDEX_ACTIVE_RING,
     CTRL_INDEX_DROPS,
+    CTRL_INDEX_FRESH_END,
+    CTRL_INDEX_FRESH_NEXT,
     CTRL_INDEX_HIGH_WATER,
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_READ_POS,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
     CTRL_INDEX_RING_COUNT_TARGET,
+    CTRL_INDEX_RING_MAP,
     CTRL_INDEX_RINGS_SUBMITTED,
     CTRL_INDEX_ROW_DELTA,
     CTRL_INDEX_WM_CROSSINGS,
@@ -74,6 +77,7 @@ from ..layout import (
     DROP_POOL_EXHAUSTED,
     DROP_RING_FULL,
     INDEX_EVENT_SIZE,
+    INDEX_RING_MAP_WORDS,
     NO_DETAIL,
     RING_KIND_MASK,
     RING_KIND_TIMESTAMP_NS,
@@ -221,35 +225,34 @@ def index_ring_push_raw(ctrl_addr, ctrl, ts, function_id, kind_depth):  # pragma
     atomic_store(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
 
 
-@njit(inline="always", nogil=True)
-def growth_keeps_rows(c, w, total):
-    """Whether a pool of ``total`` rows may double at ring switch ``w`` with records [c, w) waiting.
+_MAP_MASK = np.uint64(INDEX_RING_MAP_WORDS - 1)
 
-    Rows are positions modulo the pool size. Doubling keeps every waiting
-    record in its row when they all lie in one block [k * total, (k + 1) *
-    total) with k even (then ``p % total == p % (2 * total)``); the records
-    from ``w`` on then go to rows no waiting record holds (the backlog is
-    under ``total``, the new pool twice that). With ``c == w`` nothing waits.
-    """
-    if c == w:
-        return True
-    block = c // total
-    return block == (w - _ONE) // total and block % np.uint64(2) == _ZERO
+
+@njit(inline="always", nogil=True)
+def ring_slot(ctrl, ring):
+    """The pool slot holding index ring ``ring`` (rows [slot * capacity, (slot + 1) * capacity))."""
+    return ctrl[np.uint64(CTRL_INDEX_RING_MAP) + (ring & _MAP_MASK)]
 
 
 @njit(cache=True, nogil=True)
 def index_ring_advance(ctrl) -> None:
     """Slow path of the push: the active ring is full (or none yet): make the next ring active.
 
-    The next ring reuses the pool rows that held absolute positions
-    [w - total, w - total + capacity). If the drain has not consumed them yet
-    the pool is exhausted: the oldest waiting ring is reclaimed (READ_POS moved
-    to its end with a CAS) and its unconsumed records counted as dropped.
+    Ring L = w // capacity goes to a slot no waiting ring holds: a fresh one
+    (never used since the pool last grew) while any is left, else the slot of
+    ring L - count, which the drain must have consumed. If it has not, the
+    pool is exhausted: the oldest waiting ring is reclaimed (READ_POS moved to
+    its end with a CAS) and its unconsumed records counted as dropped.
+
+    Why this keeps slots apart: the last ``count`` rings always hold
+    ``count`` distinct slots (fresh slots are distinct from everything, and
+    "the slot of ring L - count" repeats a window that was distinct), and a
+    ring's slot is reused only ``count`` rings later, when the reclaim loop
+    has made sure it is consumed.
     """
     w = ctrl[CTRL_INDEX_WRITE_POS]
     cap = ctrl[CTRL_INDEX_RING_CAPACITY]
     count = ctrl[CTRL_INDEX_RING_COUNT]
-    total = cap * count
     c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
     # Backlog as the producer sees it before any reclaim: this is what the
     # watermarks and the high-water mark describe.
@@ -257,16 +260,19 @@ def index_ring_advance(ctrl) -> None:
     # Growth, decided here at the switch, not by the drain: a backlog over
     # the low watermark means the drain is not keeping up (it waits for a
     # core, the disk stalls), and a drain that does not run cannot ask.
-    # RING_COUNT_TARGET: the most rings the pool array has rows for.
-    if waiting >= ctrl[CTRL_INDEX_WM_LOW] and count < ctrl[CTRL_INDEX_RING_COUNT_TARGET] and growth_keeps_rows(c, w, total):
+    # RING_COUNT_TARGET: the most rings the pool array has rows for. The
+    # new slots [count, 2 * count) are fresh: the next rings take them in
+    # turn, so no waiting ring moves, wherever the backlog lies.
+    if waiting >= ctrl[CTRL_INDEX_WM_LOW] and count < ctrl[CTRL_INDEX_RING_COUNT_TARGET]:
         count = count * np.uint64(2)
-        total = cap * count
         ctrl[CTRL_INDEX_RING_COUNT] = count
+        ctrl[CTRL_INDEX_FRESH_END] = count
         # the watermarks follow the pool at once (the drain would only
         # rescale them at its next visit: meanwhile the old low mark would
         # make the next switch double the pool again)
         ctrl[CTRL_INDEX_WM_HIGH] = ctrl[CTRL_INDEX_WM_HIGH] * np.uint64(2)
         ctrl[CTRL_INDEX_WM_LOW] = ctrl[CTRL_INDEX_WM_LOW] * np.uint64(2)
+    total = cap * count
     while w + cap - c > total:
         oldest_end = (c // cap + _ONE) * cap
         if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, oldest_end) == c:
@@ -274,9 +280,17 @@ def index_ring_advance(ctrl) -> None:
             c = oldest_end
         else:
             c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
-    ring = (w // cap) % count
-    ctrl[CTRL_INDEX_ROW_DELTA] = w - ring * cap
-    ctrl[CTRL_INDEX_ACTIVE_RING] = ring
+    ring = w // cap
+    slot = ctrl[CTRL_INDEX_FRESH_NEXT]
+    if slot < ctrl[CTRL_INDEX_FRESH_END]:
+        ctrl[CTRL_INDEX_FRESH_NEXT] = slot + _ONE
+    else:
+        slot = ring_slot(ctrl, ring - count)
+    # the map entry before any record of the ring is published (the drain
+    # reads entries only below the WRITE_POS it loaded with acquire)
+    ctrl[np.uint64(CTRL_INDEX_RING_MAP) + (ring & _MAP_MASK)] = slot
+    ctrl[CTRL_INDEX_ROW_DELTA] = w - slot * cap
+    ctrl[CTRL_INDEX_ACTIVE_RING] = slot
     if w > _ZERO:
         ctrl[CTRL_INDEX_RINGS_SUBMITTED] += _ONE
     if waiting > ctrl[CTRL_INDEX_HIGH_WATER]:
@@ -470,6 +484,14 @@ def emit_many(ctrl, pool, dwords, dbytes, function_ids, kinds, depths, timestamp
 # ---------------------------------------------------------------------------
 
 
+@njit(inline="always", nogil=True)
+def ring_row(ctrl, position):
+    """(pool row of absolute index position ``position``, the row where its ring ends)."""
+    cap = ctrl[CTRL_INDEX_RING_CAPACITY]
+    start = ring_slot(ctrl, position // cap) * cap
+    return start + position % cap, start + cap
+
+
 @njit(cache=True, nogil=True)
 def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
     """Copy the oldest waiting index records (at most ``len(out_ticks)``) out of the pool and consume them.
@@ -482,19 +504,21 @@ def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
     while True:
         c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
         w = atomic_load(ctrl, CTRL_INDEX_WRITE_POS)
-        # the ring count after WRITE_POS: a pool that grew before w is seen grown
-        total = cap * ctrl[CTRL_INDEX_RING_COUNT]
         n = w - c
         if n > np.uint64(out_ticks.shape[0]):
             n = np.uint64(out_ticks.shape[0])
-        row = c % total
+        if n > _ZERO:
+            row, ring_end = ring_row(ctrl, c)
+            ring = c // cap
         for k in range(n):
             out_ticks[k] = pool[row, 0]
             out_fid[k] = pool[row, 1]
             out_kd[k] = pool[row, 2]
             row += _ONE
-            if row == total:
-                row = _ZERO
+            if row == ring_end:
+                ring += _ONE
+                row = ring_slot(ctrl, ring) * cap
+                ring_end = row + cap
         if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, c + n) == c:
             return n, c
 
@@ -648,12 +672,14 @@ _CRC_BLOCK_RECORDS = 128
 
 
 @njit(cache=True, nogil=True)
-def _encode_block(pool, row, total, out, i, end, tid, last, clamped, seg, t0, n0, slope, lo, hi,
+def _encode_block(ctrl, pool, row, ring_end, ring, out, i, end, tid, last, clamped, seg, t0, n0, slope, lo, hi,
                   anchor_ticks, anchor_ns, n_anchors):
     """Encode ring rows from ``row`` into ``out[i:end]``; return the loop state after them.
 
-    State: (row, last, clamped, seg, t0, n0, slope, lo, hi), the segment
-    being the one the last converted tick fell in (lo == hi: none yet).
+    State: (row, ring_end, ring, last, clamped, seg, t0, n0, slope, lo, hi):
+    the pool row, where its ring's rows end, that ring's number (the next
+    ring's slot is looked up in the ring map there), and the segment the
+    last converted tick fell in (lo == hi: none yet).
     """
     for k in range(i, end):
         word = pool[row, 2]
@@ -676,21 +702,25 @@ def _encode_block(pool, row, total, out, i, end, tid, last, clamped, seg, t0, n0
         out[k, 2] = tid | (kind << _S32)
         out[k, 3] = (word >> _S32) | _NO_DETAIL_HI
         row += _ONE
-        if row == total:
-            row = _ZERO
-    return row, last, clamped, seg, t0, n0, slope, lo, hi
+        if row == ring_end:
+            ring += _ONE
+            row = ring_slot(ctrl, ring) * ctrl[CTRL_INDEX_RING_CAPACITY]
+            ring_end = row + ctrl[CTRL_INDEX_RING_CAPACITY]
+    return row, ring_end, ring, last, clamped, seg, t0, n0, slope, lo, hi
 
 
 @njit(inline="always", nogil=True)
 def _take_bounds(ctrl, limit, out):
-    """(READ_POS, records to take, first pool row, pool rows)."""
-    total = ctrl[CTRL_INDEX_RING_CAPACITY] * ctrl[CTRL_INDEX_RING_COUNT]
+    """(READ_POS, records to take, first pool row, where its ring's rows end, its ring)."""
     c = atomic_load(ctrl, CTRL_INDEX_READ_POS)
     n = limit - c if limit > c else _ZERO
     if n > np.uint64(out.shape[0]):
         n = np.uint64(out.shape[0])
-    row = c % total if total > _ZERO else _ZERO
-    return c, np.int64(n), row, total
+    row = ring_end = ring = _ZERO
+    if n > _ZERO:  # (no ring map entry before the first push)
+        row, ring_end = ring_row(ctrl, c)
+        ring = c // ctrl[CTRL_INDEX_RING_CAPACITY]
+    return c, np.int64(n), row, ring_end, ring
 
 
 @njit(cache=True, nogil=True)
@@ -705,9 +735,9 @@ def index_ring_take_encoded(ctrl, pool, limit, out, thread_id, last_ts, anchor_t
     tid = np.uint64(thread_id) & _LEN_MASK
     limit = np.uint64(limit)
     while True:
-        c, n, row, total = _take_bounds(ctrl, limit, out)
-        row, last, clamped, _s, _t0, _n0, _sl, _lo, _hi = _encode_block(
-            pool, row, total, out, 0, n, tid, np.uint64(last_ts), 0, 0, _ZERO, _ZERO, 0.0, _ZERO, _ZERO,
+        c, n, row, ring_end, ring = _take_bounds(ctrl, limit, out)
+        row, ring_end, ring, last, clamped, _s, _t0, _n0, _sl, _lo, _hi = _encode_block(
+            ctrl, pool, row, ring_end, ring, out, 0, n, tid, np.uint64(last_ts), 0, 0, _ZERO, _ZERO, 0.0, _ZERO, _ZERO,
             anchor_ticks, anchor_ns, n_anchors,
         )
         if n == 0 or atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, c + np.uint64(n)) == c:
@@ -801,7 +831,7 @@ def index_ring_take_encoded_crc(ctrl, pool, limit, out, thread_id, last_ts, anch
     lanes = np.empty(8, dtype=np.uint64)
     s = np.uint64(crc) ^ _CRC_M32
     while True:
-        c, n, row, total = _take_bounds(ctrl, limit, out)
+        c, n, row, ring_end, ring = _take_bounds(ctrl, limit, out)
         last = np.uint64(last_ts)
         clamped = seg = 0
         t0 = n0 = lo = hi = _ZERO
@@ -810,8 +840,8 @@ def index_ring_take_encoded_crc(ctrl, pool, limit, out, thread_id, last_ts, anch
         i = 0
         while i < n:
             end = min(i + _CRC_BLOCK_RECORDS, n)
-            row, last, clamped, seg, t0, n0, slope, lo, hi = _encode_block(
-                pool, row, total, out, i, end, tid, last, clamped, seg, t0, n0, slope, lo, hi,
+            row, ring_end, ring, last, clamped, seg, t0, n0, slope, lo, hi = _encode_block(
+                ctrl, pool, row, ring_end, ring, out, i, end, tid, last, clamped, seg, t0, n0, slope, lo, hi,
                 anchor_ticks, anchor_ns, n_anchors,
             )
             pos = _crc_advance(lanes, addr, pos, end * INDEX_EVENT_SIZE, s)
