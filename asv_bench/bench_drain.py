@@ -5,9 +5,11 @@ its figures at default pool settings: events written per second and dropped
 with 20 M events/s offered (the issue's bar: zero drops), what a flooding
 producer gets through, the ratio to a raw write of the same bytes in the same
 run, and the drain's CPU time per event (robust to a loaded machine: the
-rate one core would sustain is 1e9 / that). ``DrainFixedWork`` times a fixed
-amount of drained work. The plain-script version is ``python -m
-atf2.bench.drain``; its docstring defines every figure.
+rate one core would sustain is 1e9 / that). ``DrainStall`` tracks what a disk
+stall at 20 M events/s costs: drops (zero while the pool absorbs it) and the
+backlog. ``DrainFixedWork`` times a fixed amount of drained work. The
+plain-script version is ``python -m atf2.bench.drain``; its docstring
+defines every figure.
 """
 
 import os
@@ -84,6 +86,31 @@ class DrainThroughput:
         return runs[f"{mode}-{producers}"]["drain_wait_for_cpu_fraction"]
 
     track_drain_wait_for_cpu_fraction.unit = "fraction"
+
+
+class DrainStall:
+    """20 M events/s from one paced producer while the disk stalls (every write
+    blocks) for 250 or 500 ms, from 0.5 s into production: the drops (the
+    default pool should absorb both: zero) and the largest backlog."""
+
+    params = [sizes(250, 500, smoke=250)]
+    param_names = ["stall_ms"]
+    timeout = 600
+
+    def setup_cache(self):
+        _session_run("flood", 1, 0.05, 0, {})  # load every kernel once
+        return {ms: _session_run("paced", 1, seconds(2.0), _RATE, {}, stall_s=ms / 1000) for ms in self.params[0]}
+
+    def track_dropped(self, runs, stall_ms):
+        return runs[stall_ms]["dropped"]
+
+    track_dropped.unit = "events"
+
+    def track_backlog(self, runs, stall_ms):
+        """The most index records that waited in a producer's pool."""
+        return runs[stall_ms]["index_high_water"]
+
+    track_backlog.unit = "events"
 
 
 class DrainFixedWork:

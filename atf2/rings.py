@@ -73,11 +73,15 @@ class RingConfig:
     Growth: a thread's index pool may double its ring count up to
     ``ring_growth`` times its initial rings, when the producer finds its
     backlog over the low watermark at a ring switch (a thread producing
-    faster than the drain gets a core or a disk to write with). The address space for the largest pool is
-    reserved when the thread registers (``numpy.empty``: no memory until
-    touched), so a thread costs what it uses: at most 24 MiB at the default
-    rate of events, up to 192 MiB (8 Mi events: 400 ms at 20 M events/s)
-    only for a thread the drain could not keep up with.
+    faster than the drain gets a core or a disk to write with), wherever
+    the waiting records lie (the ring map, ``atf2.layout``). The address
+    space for the largest pool is reserved when the thread registers
+    (``numpy.empty``: no memory until touched), so a thread costs what it
+    uses: at most 24 MiB at the default rate of events, up to 192 MiB (8 Mi
+    events: 400 ms at 20 M events/s) only for a thread the drain could not
+    keep up with. With the drain's write-behind queue (2 Mi events) that
+    absorbs a 500 ms disk stall at 20 M events/s without a drop
+    (``python -m atf2.bench.drain``, rows ``drain_stall_*``).
     """
 
     ring_capacity: int = 1 << 16

@@ -423,6 +423,7 @@ def test_bench_summary_prints_the_verdict_per_row(monkeypatch, capsys):
         return [
             {"name": "drain_paced_20M_1p", "value": 2e7, "dropped": dropped, "offered_events_per_s": 2e7, "sustained_events_per_s": 2e7, **common},
             {"name": "drain_only_prefilled", "value": 6e7, "dropped": 0, **common},
+            {"name": "drain_stall_500ms_20M_1p", "value": 2e7, "dropped": 2 * dropped, "index_high_water": 8_300_000, **common},
         ]
 
     monkeypatch.setattr(bench, "run", fake_run)
@@ -431,3 +432,33 @@ def test_bench_summary_prints_the_verdict_per_row(monkeypatch, capsys):
     assert "drops per run [0, 3]" in out and "drain CPU median 20.0 ns/event (1.50x the raw write's)" in out
     assert "drain_paced_20M_1p       met in 1 of 2 runs: 20.00M/s dropped 0, 20.00M/s dropped 3" in out
     assert "drain_only_prefilled     met" not in out
+    assert "drain_stall_500ms_20M_1p absorbed in 1 of 2 runs: dropped 0 backlog 8.30M, dropped 6 backlog 8.30M" in out
+    assert "drain_stall_500ms_20M_1p met" not in out  # not the bar's row
+
+
+def test_bench_write_stall_blocks_writes_only_in_its_window(tmp_path, monkeypatch):
+    """The stall rows' stand-in for a disk that stops taking writes: a write
+    in the window sleeps until its end, one outside does not; the real write
+    is back afterwards."""
+    from atf2 import writer
+    from atf2.bench import drain as bench
+
+    clock = [100.0]
+    slept = []
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench.time, "sleep", slept.append)
+    real = writer._pwritev
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        with bench._WriteStall(0.25) as stall:
+            assert writer._pwritev is stall
+            assert writer._pwritev(fd, [b"ab"], 0) == 2 and slept == []  # no window yet
+            stall.begin_at(101.0)
+            for now, data, offset in ((100.5, b"cd", 2), (101.1, b"ef", 4), (101.25, b"gh", 6)):
+                clock[0] = now
+                assert writer._pwritev(fd, [data], offset) == 2
+        assert writer._pwritev is real
+    finally:
+        os.close(fd)
+    assert slept == [pytest.approx(0.15)]  # only the write at 101.1, until 101.25
+    assert (tmp_path / "f").read_bytes() == b"abcdefgh"
