@@ -157,7 +157,7 @@ class _WriteStall:
         return self._real(fd, buffers, offset)
 
     def __enter__(self) -> _WriteStall:
-        self._writer._pwritev = self
+        self._writer._pwritev = self  # type: ignore[assignment]  # called as pwritev is
         return self
 
     def __exit__(self, *exc) -> None:
