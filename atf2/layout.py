@@ -366,6 +366,12 @@ DROP_REASON_SLOTS = 8
 # fresh slots (see index_ring_advance).
 CTRL_INDEX_FRESH_NEXT = 56  #: P: next never-used slot of the pool as it stands
 CTRL_INDEX_FRESH_END = 57  #: P: slots in use once the fresh ones are taken (the ring count)
+#: S: address of the session's growth budget, one uint64 word shared by every
+#: thread: records all index pools together may still grow by (a producer
+#: takes its growth out of it with a CAS, a closed channel gives it back);
+#: 0: no budget (growth bounded only by RING_COUNT_TARGET)
+CTRL_INDEX_GROWTH_BUDGET_PTR = 58
+CTRL_INDEX_GROWTH_REFUSED = 59  #: P: times the pool would have grown but the budget had no room
 CTRL_INDEX_RING_MAP = 64
 INDEX_RING_MAP_WORDS = 1024  #: a power of two: the most index rings a pool may grow to
 CTRL_SLOTS = CTRL_INDEX_RING_MAP + INDEX_RING_MAP_WORDS  #: length of the control array

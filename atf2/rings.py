@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import AtfV2Error
+from .kernels.ring import give_back_growth
 
 if TYPE_CHECKING:
     from .flight_writer import FlightWriter
@@ -46,6 +47,7 @@ from .layout import (
     CTRL_DETAIL_RING_COUNT,
     CTRL_ENABLED,
     CTRL_INDEX_FRESH_END,
+    CTRL_INDEX_GROWTH_BUDGET_PTR,
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
@@ -77,11 +79,17 @@ class RingConfig:
     the waiting records lie (the ring map, ``atf2.layout``). The address
     space for the largest pool is reserved when the thread registers
     (``numpy.empty``: no memory until touched), so a thread costs what it
-    uses: at most 24 MiB at the default rate of events, up to 192 MiB (8 Mi
-    events: 400 ms at 20 M events/s) only for a thread the drain could not
-    keep up with. With the drain's write-behind queue (2 Mi events) that
+    uses: at most 24 MiB at the default rate of events, up to 384 MiB (16
+    Mi events: 800 ms at 20 M events/s) only for a thread the drain could
+    not keep up with. With the drain's write-behind queue (2 Mi events) that
     absorbs a 500 ms disk stall at 20 M events/s without a drop
     (``python -m atf2.bench.drain``, rows ``drain_stall_*``).
+
+    Budget: all the threads' pools together grow by at most
+    ``ring_growth_budget`` bytes (default 512 MiB); past it a pool stays as
+    it is (its producer then drops oldest rings, counted) rather than let a
+    program with many threads outrunning a slow disk run out of memory.
+    A closed thread's growth goes back to the budget.
     """
 
     ring_capacity: int = 1 << 16
@@ -93,7 +101,9 @@ class RingConfig:
     high_watermark: float = 0.75
     low_watermark: float = 0.25
     #: the most an index pool may grow, as a multiple of ring_count (a power of two; 1: fixed)
-    ring_growth: int = 8
+    ring_growth: int = 16
+    #: bytes all index pools of the session together may grow by (0: none may grow)
+    ring_growth_budget: int = 512 << 20
 
     def __post_init__(self) -> None:
         def check(ok: bool, what: str) -> None:
@@ -116,6 +126,10 @@ class RingConfig:
         check(
             self.ring_count * self.ring_growth <= INDEX_RING_MAP_WORDS,
             f"ring_count * ring_growth = {self.ring_count * self.ring_growth} (at most {INDEX_RING_MAP_WORDS} index rings per thread)",
+        )
+        check(
+            isinstance(self.ring_growth_budget, int) and not isinstance(self.ring_growth_budget, bool) and self.ring_growth_budget >= 0,
+            f"ring_growth_budget={self.ring_growth_budget!r} (bytes, >= 0)",
         )
         check(0.0 < self.low_watermark < self.high_watermark <= 1.0, f"watermarks low={self.low_watermark} high={self.high_watermark} (0 < low < high <= 1)")
 
@@ -152,6 +166,14 @@ class PoolCache:
         self.keep = keep
         self._free: list = []
         self.reused = 0  # pools handed out again (for tests and figures)
+        # the session's growth budget, in records (CTRL_INDEX_GROWTH_BUDGET_PTR):
+        # producers take from it with a CAS, give_back_growth returns to it
+        self.growth_budget = np.array([config.ring_growth_budget // (RING_RECORD_WORDS * 8)], dtype=np.uint64)
+
+    @property
+    def growth_budget_records(self) -> int:
+        """Records the session's index pools may still grow by."""
+        return int(self.growth_budget[0])
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:
         try:
@@ -164,10 +186,13 @@ class PoolCache:
         self.reused += 1
         return pools
 
-    def give(self, index_pool: np.ndarray, detail_words: np.ndarray, grown: bool = False) -> None:
+    def give(self, index_pool: np.ndarray, detail_words: np.ndarray, grown_records: int = 0) -> None:
+        """Take back a closed channel's pools (and the ``grown_records`` its index pool grew by, for the budget)."""
+        if grown_records:
+            give_back_growth(self.growth_budget, grown_records)
         # A pool that grew holds up to ring_growth times the resident pages of
         # one that did not: let it go rather than keep them for a next thread.
-        if not grown and len(self._free) < self.keep and index_pool.shape[0] == self.config.index_pool_max_records:
+        if not grown_records and len(self._free) < self.keep and index_pool.shape[0] == self.config.index_pool_max_records:
             self._free.append((index_pool, detail_words))
 
     def clear(self) -> None:
@@ -213,6 +238,8 @@ class ThreadChannel:
         c[CTRL_INDEX_RING_COUNT_TARGET] = config.ring_count * config.ring_growth
         # the first ring_count rings take slots 0, 1, ... in turn (ring map: atf2.layout)
         c[CTRL_INDEX_FRESH_END] = config.ring_count
+        if pools is not None:  # (else no budget: a channel of its own, in tests and calibration)
+            c[CTRL_INDEX_GROWTH_BUDGET_PTR] = pools.growth_budget.__array_interface__["data"][0]
         self.set_watermarks(config.ring_count)
         if config.detail:
             c[CTRL_DETAIL_POOL_PTR] = self.detail_words.__array_interface__["data"][0]
@@ -274,7 +301,8 @@ class ThreadChannel:
         closed): they go back to the ``PoolCache`` they came from, if any.
         """
         if self.pools is not None and self.index_pool.shape[0]:
-            self.pools.give(self.index_pool, self.detail_words, grown=self.index_ring_count > self.config.ring_count)
+            grown = (self.index_ring_count - self.config.ring_count) * self.config.ring_capacity
+            self.pools.give(self.index_pool, self.detail_words, grown_records=grown)
         self.index_pool = np.empty((0, RING_RECORD_WORDS), dtype=np.uint64)
         self.detail_words = np.empty(0, dtype=np.uint64)
         self.detail_bytes = self.detail_words.view(np.uint8)

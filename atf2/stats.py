@@ -24,12 +24,15 @@ from .layout import (
     CTRL_DETAIL_HIGH_WATER,
     CTRL_DETAIL_READ_POS,
     CTRL_DETAIL_RECORDS,
+    CTRL_DETAIL_RING_COUNT,
     CTRL_DETAIL_RINGS_SUBMITTED,
     CTRL_DETAIL_WRITE_POS,
     CTRL_DETAIL_WRITTEN,
     CTRL_INDEX_DRAIN_HIGH_WATER,
     CTRL_INDEX_DROPS,
+    CTRL_INDEX_GROWTH_REFUSED,
     CTRL_INDEX_HIGH_WATER,
+    CTRL_INDEX_RING_COUNT,
     CTRL_INDEX_RINGS_SUBMITTED,
     CTRL_INDEX_WM_CROSSINGS,
     CTRL_INDEX_WM_HIGH,
@@ -76,6 +79,10 @@ class LaneStats:
     #: the high and low watermarks, in records waiting
     watermark_high: int = 0
     watermark_low: int = 0
+    #: rings in the pool (index lane: grows from the initial count, see RingConfig)
+    rings: int = 0
+    #: times an index pool would have grown but the session's growth budget had no room
+    growth_refused: int = 0
 
     def add(self, other: LaneStats) -> None:
         self.recorded += other.recorded
@@ -86,6 +93,8 @@ class LaneStats:
         self.rings_submitted += other.rings_submitted
         self.high_water = max(self.high_water, other.high_water)
         self.watermark_crossings += other.watermark_crossings
+        self.rings += other.rings
+        self.growth_refused += other.growth_refused
         if other.watermark_state == "high":
             self.watermark_state = "high"
         for k, v in other.drops.items():
@@ -113,6 +122,8 @@ class LaneStats:
             watermark_crossings=int(ctrl[CTRL_INDEX_WM_CROSSINGS]),
             watermark_high=int(ctrl[CTRL_INDEX_WM_HIGH]),
             watermark_low=int(ctrl[CTRL_INDEX_WM_LOW]),
+            rings=int(ctrl[CTRL_INDEX_RING_COUNT]),
+            growth_refused=int(ctrl[CTRL_INDEX_GROWTH_REFUSED]),
         )
 
     @classmethod
@@ -131,6 +142,7 @@ class LaneStats:
             bytes_written=int(ctrl[CTRL_DETAIL_BYTES_WRITTEN]),
             rings_submitted=int(ctrl[CTRL_DETAIL_RINGS_SUBMITTED]),
             high_water=max(int(ctrl[CTRL_DETAIL_HIGH_WATER]), waiting),
+            rings=int(ctrl[CTRL_DETAIL_RING_COUNT]),
         )
 
 

@@ -103,6 +103,7 @@ def _twin_table() -> dict[int, object]:
         (merge._load_u64, twins.load_u64),
         (merge._load_u32, twins.load_u32),
         (gather._prefetch_row, twins.prefetch_row),
+        (ring.u64_pointer, twins.u64_pointer),
         (ring.atomic_load, twins.atomic_load),
         (ring.atomic_store, twins.atomic_store),
         (ring.atomic_cas, twins.atomic_cas),

@@ -72,6 +72,12 @@ def fold_blocks(lanes_addr, data_addr, nblocks, k1, k2) -> None:
             lanes[2 * j + 1] = (folded >> 64) ^ block[2 * j + 1]
 
 
+def u64_pointer(addr) -> np.ndarray:
+    """The uint64 word at integer address ``addr`` as a one-element array (what
+    the kernels run as Python index through it: the session's growth budget)."""
+    return np.ctypeslib.as_array((ctypes.c_uint64 * 1).from_address(int(addr)))
+
+
 def atomic_load(arr, idx) -> np.uint64:
     """``arr[idx]`` (the GIL orders pure-Python reads and writes)."""
     return np.uint64(arr[idx])

@@ -19,6 +19,7 @@ from atf2.clock import ticks
 from atf2.errors import AtfV2Error
 from atf2.kernels.ring import index_ring_push, index_ring_take
 from atf2.rings import PoolCache, RingConfig, ThreadChannel
+from atf2.stats import LaneStats
 
 
 @njit(nogil=True)
@@ -198,3 +199,42 @@ def test_a_grown_pool_is_not_recycled():
     grown.release_pools()
     kept.release_pools()
     assert len(cache._free) == 1 and cache._free[0][0].shape == (256, L.RING_RECORD_WORDS)
+
+
+def test_the_growth_budget_is_shared_by_every_thread_and_given_back():
+    """All pools of a session grow out of one budget: a thread takes its
+    growth with a CAS, a thread past it keeps its pool (refusals counted,
+    oldest rings dropped as without growth), a closed thread gives its
+    growth back and the next can grow."""
+    record = L.RING_RECORD_WORDS * 8
+    config = RingConfig(ring_capacity=64, ring_count=2, ring_growth=4, ring_growth_budget=(2 * 64 + 4 * 64) * record)
+    cache = PoolCache(config)
+    assert cache.growth_budget_records == 6 * 64
+    a, b = ThreadChannel(0, config, 0, "a", cache), ThreadChannel(1, config, 0, "b", cache)
+    produce(a.ctrl, a.index_pool, 0, 1000)  # 2 -> 4 -> 8 rings: 2 + 4 rings of budget, all of it
+    assert a.index_ring_count == 8 and cache.growth_budget_records == 0 and int(a.ctrl[L.CTRL_INDEX_GROWTH_REFUSED]) == 0
+    produce(b.ctrl, b.index_pool, 0, 1000)
+    assert b.index_ring_count == 2 and drops(b) == 1000 - 64 - 1000 % 64
+    refused = int(b.ctrl[L.CTRL_INDEX_GROWTH_REFUSED])
+    assert refused > 0 and LaneStats.index_from_ctrl(b.ctrl).growth_refused == refused
+    assert LaneStats.index_from_ctrl(a.ctrl).rings == 8
+    a.release_pools()  # thread a is gone: its 6 rings of growth go back
+    assert cache.growth_budget_records == 6 * 64
+    c = ThreadChannel(2, config, 0, "c", cache)
+    produce(c.ctrl, c.index_pool, 0, 1000)
+    assert c.index_ring_count == 8 and cache.growth_budget_records == 0
+
+
+def test_no_budget_no_growth(tmp_path):
+    with atf2.trace_session(tmp_path / "s", ring_capacity=1024, spare_rings=1, ring_growth_budget=0, flush_interval=60) as sess:
+        ch = sess.register_current_thread()
+        produce(ch.ctrl, ch.index_pool, 0, 10_000)
+        assert ch.index_ring_count == 2 and int(ch.ctrl[L.CTRL_INDEX_GROWTH_REFUSED]) > 0
+    st = atf2.trace_session_get_stats()
+    assert st.index.recorded == 10_000 and st.index.dropped == 10_000 - st.index.written > 0
+    assert st.index.growth_refused > 0 and st.index.rings == 2
+    with atf2.SessionReader(tmp_path / "s") as r:
+        assert r.manifest["options"]["ring_growth_budget"] == 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(AtfV2Error, match="ring_growth_budget"):
+            atf2.trace_session_start(tmp_path / "t", ring_growth_budget=bad)

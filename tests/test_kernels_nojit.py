@@ -39,6 +39,7 @@ SELECTION = [
     "test_verify_recover.py",  # verify
     "test_flight_windows.py",  # windows
     "test_rings.py",  # the ring kernels, producer and drain side
+    "test_drain_growth.py",  # the ring map, growth, the growth budget
     "test_cli_query.py::test_summary",
 ]
 #: ... but not these: big inputs (minutes as Python), or what only compiled code can do
@@ -47,6 +48,7 @@ DESELECT = [
     "test_writer.py::test_rlimit_fsize_efbig_then_valid_files",  # a child process (runs compiled)
     "test_rings.py::test_concurrent_producer_and_drain_account_exactly",  # threads racing on millions of events
     "test_rings.py::test_control_block_addresses_work_from_nopython_code",  # its own intrinsic
+    "test_drain_growth.py::test_drain_grows_the_pool_of_a_thread_it_lags_behind",  # 400 Ki events through a session
     "test_export.py::test_export_reference_session",  # the C writer's 3 MB session
     "test_verify_recover.py::test_reference_sessions_verify_with_crc_not_recorded[s2]",  # the same
     # many examples or every cut of a file: the same kernel lines thousands of

@@ -55,6 +55,8 @@ from ..layout import (
     CTRL_INDEX_DROPS,
     CTRL_INDEX_FRESH_END,
     CTRL_INDEX_FRESH_NEXT,
+    CTRL_INDEX_GROWTH_BUDGET_PTR,
+    CTRL_INDEX_GROWTH_REFUSED,
     CTRL_INDEX_HIGH_WATER,
     CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_READ_POS,
@@ -234,6 +236,34 @@ def ring_slot(ctrl, ring):
     return ctrl[np.uint64(CTRL_INDEX_RING_MAP) + (ring & _MAP_MASK)]
 
 
+@njit(inline="always", nogil=True)
+def _take_growth(ctrl, records):
+    """Take ``records`` out of the session's growth budget (CTRL_INDEX_GROWTH_BUDGET_PTR); False when it has no room."""
+    addr = ctrl[CTRL_INDEX_GROWTH_BUDGET_PTR]
+    if addr == _ZERO:
+        return True
+    budget = u64_pointer(addr)
+    left = atomic_load(budget, 0)
+    while left >= records:
+        seen = atomic_cas(budget, 0, left, left - records)
+        if seen == left:
+            return True
+        left = seen
+    ctrl[CTRL_INDEX_GROWTH_REFUSED] += _ONE
+    return False
+
+
+@njit(cache=True, nogil=True)
+def give_back_growth(budget, records) -> None:
+    """Return ``records`` to a growth budget (``budget``: its uint64[1] array) once a grown pool is let go."""
+    left = atomic_load(budget, 0)
+    while True:
+        seen = atomic_cas(budget, 0, left, left + np.uint64(records))
+        if seen == left:
+            return
+        left = seen
+
+
 @njit(cache=True, nogil=True)
 def index_ring_advance(ctrl) -> None:
     """Slow path of the push: the active ring is full (or none yet): make the next ring active.
@@ -260,10 +290,12 @@ def index_ring_advance(ctrl) -> None:
     # Growth, decided here at the switch, not by the drain: a backlog over
     # the low watermark means the drain is not keeping up (it waits for a
     # core, the disk stalls), and a drain that does not run cannot ask.
-    # RING_COUNT_TARGET: the most rings the pool array has rows for. The
+    # RING_COUNT_TARGET: the most rings the pool array has rows for; the
+    # growth also comes out of the session's budget, shared by every thread
+    # (memory stays bounded however many threads outrun the drain). The
     # new slots [count, 2 * count) are fresh: the next rings take them in
     # turn, so no waiting ring moves, wherever the backlog lies.
-    if waiting >= ctrl[CTRL_INDEX_WM_LOW] and count < ctrl[CTRL_INDEX_RING_COUNT_TARGET]:
+    if waiting >= ctrl[CTRL_INDEX_WM_LOW] and count < ctrl[CTRL_INDEX_RING_COUNT_TARGET] and _take_growth(ctrl, cap * count):
         count = count * np.uint64(2)
         ctrl[CTRL_INDEX_RING_COUNT] = count
         ctrl[CTRL_INDEX_FRESH_END] = count
