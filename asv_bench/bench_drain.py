@@ -90,10 +90,10 @@ class DrainThroughput:
 
 class DrainStall:
     """20 M events/s from one paced producer while the disk stalls (every write
-    blocks) for 250 or 500 ms, from 0.5 s into production: the drops (the
-    default pool should absorb both: zero) and the largest backlog."""
+    blocks) for 250, 500 or 750 ms, from 0.5 s into production: the drops
+    (the default pool absorbs all three: zero) and the largest backlog."""
 
-    params = [sizes(250, 500, smoke=250)]
+    params = [sizes(250, 500, 750, smoke=250)]
     param_names = ["stall_ms"]
     timeout = 600
 

@@ -82,7 +82,7 @@ class RingConfig:
     uses: at most 24 MiB at the default rate of events, up to 384 MiB (16
     Mi events: 800 ms at 20 M events/s) only for a thread the drain could
     not keep up with. With the drain's write-behind queue (2 Mi events) that
-    absorbs a 500 ms disk stall at 20 M events/s without a drop
+    absorbs a 750 ms disk stall at 20 M events/s without a drop
     (``python -m atf2.bench.drain``, rows ``drain_stall_*``).
 
     Budget: all the threads' pools together grow by at most
