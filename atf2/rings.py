@@ -100,7 +100,8 @@ class RingConfig:
     #: watermarks, as fractions of the index pool (high > low: hysteresis)
     high_watermark: float = 0.75
     low_watermark: float = 0.25
-    #: the most an index pool may grow, as a multiple of ring_count (a power of two; 1: fixed)
+    #: the most an index pool may grow, as a multiple of ring_count (a power of
+    #: two; 1: fixed; less where ring_count times that exceeds the ring map)
     ring_growth: int = 16
     #: bytes all index pools of the session together may grow by (0: none may grow)
     ring_growth_budget: int = 512 << 20
@@ -123,10 +124,7 @@ class RingConfig:
             isinstance(self.ring_growth, int) and self.ring_growth >= 1 and self.ring_growth & (self.ring_growth - 1) == 0,
             f"ring_growth={self.ring_growth!r} (a power of two >= 1)",
         )
-        check(
-            self.ring_count * self.ring_growth <= INDEX_RING_MAP_WORDS,
-            f"ring_count * ring_growth = {self.ring_count * self.ring_growth} (at most {INDEX_RING_MAP_WORDS} index rings per thread)",
-        )
+        check(self.ring_count <= INDEX_RING_MAP_WORDS, f"ring_count={self.ring_count!r} (at most {INDEX_RING_MAP_WORDS} index rings per thread)")
         check(
             isinstance(self.ring_growth_budget, int) and not isinstance(self.ring_growth_budget, bool) and self.ring_growth_budget >= 0,
             f"ring_growth_budget={self.ring_growth_budget!r} (bytes, >= 0)",
@@ -141,7 +139,16 @@ class RingConfig:
     @property
     def index_pool_max_records(self) -> int:
         """Records of a thread's index pool grown to the full (the rows its array holds)."""
-        return self.ring_capacity * self.ring_count * self.ring_growth
+        return self.ring_capacity * self.max_ring_count
+
+    @property
+    def max_ring_count(self) -> int:
+        """The most index rings a thread's pool may grow to: ``ring_count`` doubled
+        up to ``ring_growth`` times over, and no more than the ring map holds."""
+        count = self.ring_count
+        while count * 2 <= min(self.ring_count * self.ring_growth, INDEX_RING_MAP_WORDS):
+            count *= 2
+        return count
 
     @property
     def detail_pool_bytes(self) -> int:
@@ -203,7 +210,7 @@ class ThreadChannel:
     """One registered thread: control block, index pool, detail arena, writer.
 
     Producer-side attributes (stable while registered): ``ctrl``,
-    ``index_pool`` (uint64[ring_count * ring_growth * ring_capacity, 3]: room
+    ``index_pool`` (uint64[max_ring_count * ring_capacity, 3]: room
     for the grown pool; ``index_ring_count`` rings in use), ``detail_words`` /
     ``detail_bytes`` (uint64 and uint8 views of the detail arena, empty when
     detail is off), ``thread_id`` (N). The drain owns ``writer`` and the
@@ -235,7 +242,7 @@ class ThreadChannel:
         c[CTRL_INDEX_RING_COUNT] = config.ring_count
         # the most rings the pool may grow to: the producer doubles the count
         # toward it while its backlog is over the low mark (index_ring_advance)
-        c[CTRL_INDEX_RING_COUNT_TARGET] = config.ring_count * config.ring_growth
+        c[CTRL_INDEX_RING_COUNT_TARGET] = config.max_ring_count
         # the first ring_count rings take slots 0, 1, ... in turn (ring map: atf2.layout)
         c[CTRL_INDEX_FRESH_END] = config.ring_count
         if pools is not None:  # (else no budget: a channel of its own, in tests and calibration)

@@ -144,9 +144,14 @@ def test_no_growth_past_the_limit():
     assert ch.index_ring_count == 2 and drops(ch) == 1000 - 64 - 1000 % 64
     with pytest.raises(AtfV2Error, match="ring_growth"):
         RingConfig(ring_growth=3)
-    RingConfig(ring_count=L.INDEX_RING_MAP_WORDS // 4, ring_growth=4)
-    with pytest.raises(AtfV2Error, match=f"ring_count \\* ring_growth = 2048 \\(at most {L.INDEX_RING_MAP_WORDS} index rings"):
-        RingConfig(ring_count=256, ring_growth=8)
+    # the ring map holds INDEX_RING_MAP_WORDS rings: growth stops there
+    assert RingConfig(ring_count=256, ring_growth=4).max_ring_count == L.INDEX_RING_MAP_WORDS
+    assert RingConfig(ring_count=256, ring_growth=16).max_ring_count == L.INDEX_RING_MAP_WORDS
+    assert RingConfig(ring_count=65, ring_growth=16).max_ring_count == 520  # 65 * 8: one more doubling is past the map
+    assert RingConfig(ring_count=1000, ring_growth=16).max_ring_count == 1000
+    assert RingConfig(ring_count=16, ring_growth=16).max_ring_count == 256
+    with pytest.raises(AtfV2Error, match=f"ring_count=1025 \\(at most {L.INDEX_RING_MAP_WORDS} index rings"):
+        RingConfig(ring_count=1025)
 
 
 def wait_consumed(sess, ch, seconds=20.0):

@@ -85,6 +85,7 @@ def test_registration_is_idempotent_and_tracer_can_end_a_thread(tmp_path):
         assert ch.ctrl.dtype == np.uint64 and ch.ctrl.shape == (L.CTRL_SLOTS,)
         assert int(ch.ctrl[L.CTRL_INDEX_POOL_PTR]) == ch.index_pool.ctypes.data
         assert ch.index_pool.shape == (s.config.ring_capacity * s.config.ring_count * s.config.ring_growth, 3)  # room to grow
+        assert s.config.max_ring_count == s.config.ring_count * s.config.ring_growth
         assert ch.index_ring_count == s.config.ring_count
         atf2.emit("a", 1)
         s.thread_exited()  # what the tracer calls when it knows the thread is done
