@@ -184,7 +184,7 @@ def test_stats_during_session(tmp_path):
 
 
 def test_drop_oldest_counts_in_session(tmp_path):
-    with atf2.trace_session(tmp_path / "s", ring_capacity=64, spare_rings=1, flush_interval=5) as s:
+    with atf2.trace_session(tmp_path / "s", ring_capacity=64, spare_rings=1, ring_growth=1, flush_interval=5) as s:
         fid = s.symbols.register("f")
         atf2.emit_batch(np.full(1000, fid), np.ones(1000, np.uint32), depths=np.arange(1000))
     st = atf2.trace_session_get_stats()
