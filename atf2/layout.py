@@ -283,7 +283,7 @@ assert RING_RECORD_DTYPE.itemsize == 24 and RING_RECORD_WORDS == 3
 # Every registered thread owns one ``numpy.uint64`` array of CTRL_SLOTS words
 # (its control block) and two preallocated pools, one per lane:
 #
-# * index lane: ``uint64[ring_count * ring_growth * ring_capacity, 3]``, RING_RECORD_DTYPE
+# * index lane: ``uint64[max_ring_count * ring_capacity, 3]`` (RingConfig), RING_RECORD_DTYPE
 #   records seen as 3 words;
 # * detail lane: a byte arena of ``detail_ring_count * detail_ring_bytes``
 #   bytes holding DETAIL_RING_RECORD_DTYPE headers followed by their payload,
@@ -310,7 +310,7 @@ CTRL_STATE = 0  #: S/D: CHANNEL_* below
 CTRL_ENABLED = 1  #: S/D: 1 while the session accepts this thread's events (the hook may test it)
 CTRL_THREAD_ID = 2  #: S: the session-local thread number N
 # index lane geometry (S)
-CTRL_INDEX_POOL_PTR = 3  #: data address of the index pool (uint64[rings*capacity, 3])
+CTRL_INDEX_POOL_PTR = 3  #: data address of the index pool (uint64[max rings * capacity, 3])
 CTRL_INDEX_RING_CAPACITY = 4  #: records per index ring
 CTRL_INDEX_RING_COUNT = 5  #: P: index rings in the pool (1 active + spares; the producer grows it)
 # index lane cursors

@@ -2,7 +2,8 @@
 
 The contract (slots, pools, drop reasons) is the "thread control block"
 section of ``atf2.layout``; read that first. In short: each lane of a thread is
-a circle of fixed rings in one preallocated pool; positions are absolute and
+a circle of fixed rings in one preallocated pool (the index lane's pool can
+grow, its ring map says which slot holds which ring); positions are absolute and
 only grow; the producer publishes WRITE_POS after storing a record; the drain
 copies [READ_POS, WRITE_POS) then moves READ_POS with a compare-and-swap; the
 producer, when every ring is still waiting, reclaims the oldest ring by moving
