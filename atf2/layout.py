@@ -281,7 +281,7 @@ assert RING_RECORD_DTYPE.itemsize == 24 and RING_RECORD_WORDS == 3
 # ---------------------------------------------------------------------------
 #
 # Every registered thread owns one ``numpy.uint64`` array of CTRL_SLOTS words
-# (its control block) and two preallocated pools, one per lane:
+# and its ring map (its control block) and two preallocated pools, one per lane:
 #
 # * index lane: ``uint64[max_ring_count * ring_capacity, 3]`` (RingConfig), RING_RECORD_DTYPE
 #   records seen as 3 words;
@@ -357,8 +357,10 @@ CTRL_DETAIL_DROPS = 48
 DROP_REASON_SLOTS = 8
 # Index ring map: which rows of the pool hold which ring. Ring L (positions
 # [L * capacity, (L + 1) * capacity)) lives in pool slot
-# ctrl[CTRL_INDEX_RING_MAP + L % INDEX_RING_MAP_WORDS], rows [slot * capacity,
-# (slot + 1) * capacity). The producer sets a ring's entry at the switch into
+# ctrl[CTRL_INDEX_RING_MAP + (L & ctrl[CTRL_INDEX_RING_MAP_MASK])], rows
+# [slot * capacity, (slot + 1) * capacity). The map follows the fixed slots
+# (the control array is ``ctrl_words(most rings)`` long): one word per ring the
+# pool may grow to, rounded up to a power of two. The producer sets a ring's entry at the switch into
 # it, before publishing any of its records, so the drain (which reads entries
 # only below the WRITE_POS it loaded) always finds it set. A map, rather than
 # "slot = L % ring count", lets a pool grow at any ring switch: the waiting
@@ -372,9 +374,16 @@ CTRL_INDEX_FRESH_END = 57  #: P: slots in use once the fresh ones are taken (the
 #: 0: no budget (growth bounded only by RING_COUNT_TARGET)
 CTRL_INDEX_GROWTH_BUDGET_PTR = 58
 CTRL_INDEX_GROWTH_REFUSED = 59  #: P: times the pool would have grown but the budget had no room
-CTRL_INDEX_RING_MAP = 64
-INDEX_RING_MAP_WORDS = 1024  #: a power of two: the most index rings a pool may grow to
-CTRL_SLOTS = CTRL_INDEX_RING_MAP + INDEX_RING_MAP_WORDS  #: length of the control array
+CTRL_INDEX_RING_MAP_MASK = 60  #: S: the ring map's length - 1
+CTRL_INDEX_RING_MAP = 64  #: first word of the ring map
+#: the control array's fixed slots (all that the capture hooks touch); the ring map follows them
+CTRL_SLOTS = CTRL_INDEX_RING_MAP
+MAX_INDEX_RINGS = 1024  #: the most index rings a pool may grow to (its ring map's length at most)
+
+
+def ctrl_words(max_index_rings: int) -> int:
+    """Length of the control array of a thread whose index pool may grow to ``max_index_rings`` rings."""
+    return CTRL_INDEX_RING_MAP + (1 << (max(1, max_index_rings) - 1).bit_length())
 
 # Drop reason codes (per lane: recorded = written + sum of drops, exactly)
 DROP_RING_FULL = 1  #: record can never fit one ring (a detail payload bigger than a detail ring)
@@ -393,7 +402,7 @@ DROP_REASON_NAMES = {
 assert max(DROP_REASON_NAMES) < DROP_REASON_SLOTS
 assert CTRL_INDEX_DROPS + DROP_REASON_SLOTS <= CTRL_DETAIL_DROPS
 assert CTRL_DETAIL_DROPS + DROP_REASON_SLOTS <= CTRL_INDEX_FRESH_NEXT
-assert INDEX_RING_MAP_WORDS & (INDEX_RING_MAP_WORDS - 1) == 0
+assert MAX_INDEX_RINGS & (MAX_INDEX_RINGS - 1) == 0 and ctrl_words(MAX_INDEX_RINGS) == CTRL_INDEX_RING_MAP + MAX_INDEX_RINGS
 
 # CTRL_STATE values
 CHANNEL_ACTIVE = 0  #: thread registered, drained every cycle

@@ -1,7 +1,7 @@
 """Per-thread ring pools and control blocks: the producer side of a session.
 
 A ``ThreadChannel`` is what a registered thread writes into: a control block
-(``ctrl``, uint64[CTRL_SLOTS], slots in ``atf2.layout``) and one preallocated
+(``ctrl``, uint64[ctrl_words(max rings)], slots in ``atf2.layout``) and one preallocated
 pool per lane. The arrays are allocated once and never reallocated nor moved
 while the thread is registered, so nopython code may keep their raw addresses
 (``CTRL_INDEX_POOL_PTR`` / ``CTRL_DETAIL_POOL_PTR``, or ``ctrl.ctypes.data``)
@@ -52,15 +52,17 @@ from .layout import (
     CTRL_INDEX_RING_CAPACITY,
     CTRL_INDEX_RING_COUNT,
     CTRL_INDEX_RING_COUNT_TARGET,
+    CTRL_INDEX_RING_MAP,
+    CTRL_INDEX_RING_MAP_MASK,
     CTRL_INDEX_WM_HIGH,
     CTRL_INDEX_WM_LOW,
-    CTRL_SLOTS,
     CTRL_STATE,
     CTRL_THREAD_ID,
     DETAIL_RING_ALIGN,
     DETAIL_RING_HEADER_SIZE,
-    INDEX_RING_MAP_WORDS,
+    MAX_INDEX_RINGS,
     RING_RECORD_WORDS,
+    ctrl_words,
 )
 
 
@@ -124,7 +126,7 @@ class RingConfig:
             isinstance(self.ring_growth, int) and self.ring_growth >= 1 and self.ring_growth & (self.ring_growth - 1) == 0,
             f"ring_growth={self.ring_growth!r} (a power of two >= 1)",
         )
-        check(self.ring_count <= INDEX_RING_MAP_WORDS, f"ring_count={self.ring_count!r} (at most {INDEX_RING_MAP_WORDS} index rings per thread)")
+        check(self.ring_count <= MAX_INDEX_RINGS, f"ring_count={self.ring_count!r} (at most {MAX_INDEX_RINGS} index rings per thread)")
         check(
             isinstance(self.ring_growth_budget, int) and not isinstance(self.ring_growth_budget, bool) and self.ring_growth_budget >= 0,
             f"ring_growth_budget={self.ring_growth_budget!r} (bytes, >= 0)",
@@ -146,7 +148,7 @@ class RingConfig:
         """The most index rings a thread's pool may grow to: ``ring_count`` doubled
         up to ``ring_growth`` times over, and no more than the ring map holds."""
         count = self.ring_count
-        while count * 2 <= min(self.ring_count * self.ring_growth, INDEX_RING_MAP_WORDS):
+        while count * 2 <= min(self.ring_count * self.ring_growth, MAX_INDEX_RINGS):
             count *= 2
         return count
 
@@ -224,7 +226,8 @@ class ThreadChannel:
         self.os_thread_id = os_thread_id
         self.name = name
         self.pools = pools
-        self.ctrl = np.zeros(CTRL_SLOTS, dtype=np.uint64)
+        # (the ring map, one word per ring the pool may grow to, follows the fixed slots)
+        self.ctrl = np.zeros(ctrl_words(config.max_ring_count), dtype=np.uint64)
         if pools is not None:
             self.index_pool, self.detail_words = pools.take()
         else:
@@ -245,6 +248,7 @@ class ThreadChannel:
         c[CTRL_INDEX_RING_COUNT_TARGET] = config.max_ring_count
         # the first ring_count rings take slots 0, 1, ... in turn (ring map: atf2.layout)
         c[CTRL_INDEX_FRESH_END] = config.ring_count
+        c[CTRL_INDEX_RING_MAP_MASK] = c.shape[0] - CTRL_INDEX_RING_MAP - 1
         if pools is not None:  # (else no budget: a channel of its own, in tests and calibration)
             c[CTRL_INDEX_GROWTH_BUDGET_PTR] = pools.growth_budget.__array_interface__["data"][0]
         self.set_watermarks(config.ring_count)

@@ -103,7 +103,8 @@ def waiting_slots(ch):
     if w == 0:
         return []
     rings = range(c // cap, (w - 1) // cap + 1)
-    return [int(ch.ctrl[L.CTRL_INDEX_RING_MAP + r % L.INDEX_RING_MAP_WORDS]) for r in rings]
+    mask = int(ch.ctrl[L.CTRL_INDEX_RING_MAP_MASK])
+    return [int(ch.ctrl[L.CTRL_INDEX_RING_MAP + (r & mask)]) for r in rings]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,13 +145,13 @@ def test_no_growth_past_the_limit():
     assert ch.index_ring_count == 2 and drops(ch) == 1000 - 64 - 1000 % 64
     with pytest.raises(AtfV2Error, match="ring_growth"):
         RingConfig(ring_growth=3)
-    # the ring map holds INDEX_RING_MAP_WORDS rings: growth stops there
-    assert RingConfig(ring_count=256, ring_growth=4).max_ring_count == L.INDEX_RING_MAP_WORDS
-    assert RingConfig(ring_count=256, ring_growth=16).max_ring_count == L.INDEX_RING_MAP_WORDS
+    # a ring map holds MAX_INDEX_RINGS rings at most: growth stops there
+    assert RingConfig(ring_count=256, ring_growth=4).max_ring_count == L.MAX_INDEX_RINGS
+    assert RingConfig(ring_count=256, ring_growth=16).max_ring_count == L.MAX_INDEX_RINGS
     assert RingConfig(ring_count=65, ring_growth=16).max_ring_count == 520  # 65 * 8: one more doubling is past the map
     assert RingConfig(ring_count=1000, ring_growth=16).max_ring_count == 1000
     assert RingConfig(ring_count=16, ring_growth=16).max_ring_count == 256
-    with pytest.raises(AtfV2Error, match=f"ring_count=1025 \\(at most {L.INDEX_RING_MAP_WORDS} index rings"):
+    with pytest.raises(AtfV2Error, match=f"ring_count=1025 \\(at most {L.MAX_INDEX_RINGS} index rings"):
         RingConfig(ring_count=1025)
 
 

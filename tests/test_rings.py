@@ -142,7 +142,9 @@ def test_control_block_addresses_work_from_nopython_code():
 
     @njit
     def hook_like(ctrl_addr, n):
-        ctrl = carray(_as_ptr(ctrl_addr), L.CTRL_SLOTS)
+        # the fixed slots, then the ring map (its length - 1 is in the fixed slots)
+        words = L.CTRL_INDEX_RING_MAP + carray(_as_ptr(ctrl_addr), L.CTRL_SLOTS)[L.CTRL_INDEX_RING_MAP_MASK] + 1
+        ctrl = carray(_as_ptr(ctrl_addr), words)
         rows = np.intp(ctrl[L.CTRL_INDEX_RING_CAPACITY] * ctrl[L.CTRL_INDEX_RING_COUNT])
         pool = carray(_as_ptr(ctrl[L.CTRL_INDEX_POOL_PTR]), (rows, 3))
         for i in range(n):

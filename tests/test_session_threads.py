@@ -82,7 +82,8 @@ def test_registration_is_idempotent_and_tracer_can_end_a_thread(tmp_path):
     with atf2.trace_session(tmp_path / "s", flush_interval=0.005) as s:
         ch = s.register_current_thread()
         assert s.register_current_thread() is ch and s.channel_for_current_thread() is ch
-        assert ch.ctrl.dtype == np.uint64 and ch.ctrl.shape == (L.CTRL_SLOTS,)
+        assert ch.ctrl.dtype == np.uint64 and ch.ctrl.shape == (L.ctrl_words(s.config.max_ring_count),)
+        assert ch.ctrl.shape == (L.CTRL_SLOTS + 256,)  # the default pool grows to 256 rings: a map of 256 words
         assert int(ch.ctrl[L.CTRL_INDEX_POOL_PTR]) == ch.index_pool.ctypes.data
         assert ch.index_pool.shape == (s.config.ring_capacity * s.config.ring_count * s.config.ring_growth, 3)  # room to grow
         assert s.config.max_ring_count == s.config.ring_count * s.config.ring_growth

@@ -65,6 +65,7 @@ from ..layout import (
     CTRL_INDEX_RING_COUNT,
     CTRL_INDEX_RING_COUNT_TARGET,
     CTRL_INDEX_RING_MAP,
+    CTRL_INDEX_RING_MAP_MASK,
     CTRL_INDEX_RINGS_SUBMITTED,
     CTRL_INDEX_ROW_DELTA,
     CTRL_INDEX_WM_CROSSINGS,
@@ -72,7 +73,6 @@ from ..layout import (
     CTRL_INDEX_WM_LOW,
     CTRL_INDEX_WM_STATE,
     CTRL_INDEX_WRITE_POS,
-    CTRL_SLOTS,
     DETAIL_RING_ALIGN,
     DETAIL_RING_FLAGS_SHIFT,
     DETAIL_RING_HEADER_SIZE,
@@ -80,7 +80,6 @@ from ..layout import (
     DROP_POOL_EXHAUSTED,
     DROP_RING_FULL,
     INDEX_EVENT_SIZE,
-    INDEX_RING_MAP_WORDS,
     NO_DETAIL,
     RING_KIND_MASK,
     RING_KIND_TIMESTAMP_NS,
@@ -197,7 +196,8 @@ def index_ring_push(ctrl, pool, ts, function_id, kind_depth) -> None:
 
 
 def _index_ring_advance_c(ctrl_addr):  # pragma: no cover - native code, run by the capture hook
-    index_ring_advance(carray(u64_pointer(ctrl_addr), CTRL_SLOTS))
+    words = u64_pointer(ctrl_addr)
+    index_ring_advance(carray(words, CTRL_INDEX_RING_MAP + words[CTRL_INDEX_RING_MAP_MASK] + 1))
 
 
 # ``index_ring_advance`` behind the C ABI, for ``index_ring_push_raw``, which
@@ -228,13 +228,16 @@ def index_ring_push_raw(ctrl_addr, ctrl, ts, function_id, kind_depth):  # pragma
     atomic_store(ctrl, CTRL_INDEX_WRITE_POS, w + _ONE)
 
 
-_MAP_MASK = np.uint64(INDEX_RING_MAP_WORDS - 1)
+@njit(inline="always", nogil=True)
+def ring_map_word(ctrl, ring):
+    """Where in ``ctrl`` the ring map holds index ring ``ring``'s slot."""
+    return np.uint64(CTRL_INDEX_RING_MAP) + (ring & ctrl[CTRL_INDEX_RING_MAP_MASK])
 
 
 @njit(inline="always", nogil=True)
 def ring_slot(ctrl, ring):
     """The pool slot holding index ring ``ring`` (rows [slot * capacity, (slot + 1) * capacity))."""
-    return ctrl[np.uint64(CTRL_INDEX_RING_MAP) + (ring & _MAP_MASK)]
+    return ctrl[ring_map_word(ctrl, ring)]
 
 
 @njit(inline="always", nogil=True)
@@ -321,7 +324,7 @@ def index_ring_advance(ctrl) -> None:
         slot = ring_slot(ctrl, ring - count)
     # the map entry before any record of the ring is published (the drain
     # reads entries only below the WRITE_POS it loaded with acquire)
-    ctrl[np.uint64(CTRL_INDEX_RING_MAP) + (ring & _MAP_MASK)] = slot
+    ctrl[ring_map_word(ctrl, ring)] = slot
     ctrl[CTRL_INDEX_ROW_DELTA] = w - slot * cap
     ctrl[CTRL_INDEX_ACTIVE_RING] = slot
     if w > _ZERO:
