@@ -48,6 +48,7 @@ from numba import njit
 from ..clock import ticks
 from ..kernels.ring import index_ring_push
 from ..layout import CTRL_INDEX_READ_POS, CTRL_INDEX_WRITE_POS, INDEX_EVENT_SIZE
+from .drain import _raw_write
 
 DEFAULT_EVENTS = 100_000_000
 QUICK_EVENTS = 5_000_000
@@ -86,20 +87,8 @@ class _RssSampler(threading.Thread):
 
 
 def _raw_write_rate(directory: str, nbytes: int) -> float:
-    """32-byte events per second of plain 8 MiB os.write calls (file removed after)."""
-    chunk = np.zeros(8 << 20, np.uint8).tobytes()
-    path = os.path.join(directory, "raw.bin")
-    t0 = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        left = nbytes
-        while left > 0:
-            left -= os.write(fd, chunk[: min(left, len(chunk))])
-    finally:
-        os.close(fd)
-    elapsed = time.perf_counter() - t0
-    os.unlink(path)
-    return nbytes / INDEX_EVENT_SIZE / elapsed
+    """32-byte events per second of plain 8 MiB os.write calls (the drain bench's raw reference)."""
+    return nbytes / INDEX_EVENT_SIZE / _raw_write(directory, nbytes)[0]
 
 
 def longrun(events: int, producers: int = 2, directory: str | None = None) -> dict:

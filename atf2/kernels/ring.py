@@ -522,10 +522,16 @@ def emit_many(ctrl, pool, dwords, dbytes, function_ids, kinds, depths, timestamp
 
 @njit(inline="always", nogil=True)
 def ring_row(ctrl, position):
-    """(pool row of absolute index position ``position``, the row where its ring ends)."""
+    """(pool row of absolute index position ``position``, the row where its ring ends, its ring).
+
+    A reader walking the rows calls it again at the ring's end, with the
+    next ring's first position: the next ring's rows are wherever the ring
+    map puts them.
+    """
     cap = ctrl[CTRL_INDEX_RING_CAPACITY]
-    start = ring_slot(ctrl, position // cap) * cap
-    return start + position % cap, start + cap
+    ring = position // cap
+    start = ring_slot(ctrl, ring) * cap
+    return start + position % cap, start + cap, ring
 
 
 @njit(cache=True, nogil=True)
@@ -544,17 +550,14 @@ def index_ring_take(ctrl, pool, out_ticks, out_fid, out_kd):
         if n > np.uint64(out_ticks.shape[0]):
             n = np.uint64(out_ticks.shape[0])
         if n > _ZERO:
-            row, ring_end = ring_row(ctrl, c)
-            ring = c // cap
+            row, ring_end, ring = ring_row(ctrl, c)
         for k in range(n):
             out_ticks[k] = pool[row, 0]
             out_fid[k] = pool[row, 1]
             out_kd[k] = pool[row, 2]
             row += _ONE
             if row == ring_end:
-                ring += _ONE
-                row = ring_slot(ctrl, ring) * cap
-                ring_end = row + cap
+                row, ring_end, ring = ring_row(ctrl, (ring + _ONE) * cap)
         if atomic_cas(ctrl, CTRL_INDEX_READ_POS, c, c + n) == c:
             return n, c
 
@@ -739,9 +742,7 @@ def _encode_block(ctrl, pool, row, ring_end, ring, out, i, end, tid, last, clamp
         out[k, 3] = (word >> _S32) | _NO_DETAIL_HI
         row += _ONE
         if row == ring_end:
-            ring += _ONE
-            row = ring_slot(ctrl, ring) * ctrl[CTRL_INDEX_RING_CAPACITY]
-            ring_end = row + ctrl[CTRL_INDEX_RING_CAPACITY]
+            row, ring_end, ring = ring_row(ctrl, (ring + _ONE) * ctrl[CTRL_INDEX_RING_CAPACITY])
     return row, ring_end, ring, last, clamped, seg, t0, n0, slope, lo, hi
 
 
@@ -754,8 +755,7 @@ def _take_bounds(ctrl, limit, out):
         n = np.uint64(out.shape[0])
     row = ring_end = ring = _ZERO
     if n > _ZERO:  # (no ring map entry before the first push)
-        row, ring_end = ring_row(ctrl, c)
-        ring = c // ctrl[CTRL_INDEX_RING_CAPACITY]
+        row, ring_end, ring = ring_row(ctrl, c)
     return c, np.int64(n), row, ring_end, ring
 
 
