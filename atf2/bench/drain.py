@@ -126,7 +126,7 @@ def _produce_paced_slices(ch, fid, rate: float, seconds: float, slice_s: float =
             time.sleep(delay)
 
 
-#: when a stall begins, after the first producer's start (seconds)
+#: when a stall begins, after the first producer's start (seconds; a quarter of a shorter run, ``--quick``)
 STALL_AT_S = 0.5
 
 
@@ -208,7 +208,7 @@ def _session_run_stalled(mode: str, producers: int, seconds: float, rate: float,
         threads = [threading.Thread(target=work) for _ in range(producers)]
         drain_tid = sess.drain._thread.native_id
         t0 = time.perf_counter()
-        stall.begin_at(t0 + STALL_AT_S)
+        stall.begin_at(t0 + min(STALL_AT_S, seconds / 4))  # (--quick: 0.5 s runs, the stall inside them)
         q0 = _runqueue_wait_s(drain_tid)
         for t in threads:
             t.start()
