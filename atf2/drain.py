@@ -19,9 +19,15 @@ every chunk of a writer that stages batches itself (``FlightWriter``).
 
 Threads that ended are drained one last time and their writer finalized and
 closed in the same cycle, so a long session with thread churn keeps few files
-open. A ``WriteError`` (disk full, I/O error, file too large) costs the
-chunk: its events are counted as dropped with reason ``disk_error`` and the
-drain goes on with the next chunk (checksummed again from what the file holds).
+open. Before that, at the start of every cycle and between two threads'
+file operations, each thread that ended since is *harvested*: its last
+events are taken out of its rings (encoded, with their details) and its
+pools go back to the session's cache at once, so that threads ending faster
+than their files can be created do not each hold their rings (``_harvest``).
+
+A ``WriteError`` (disk full, I/O error, file too large) costs the chunk: its
+events are counted as dropped with reason ``disk_error`` and the drain goes
+on with the next chunk (checksummed again from what the file holds).
 """
 
 from __future__ import annotations
@@ -99,7 +105,10 @@ class Drain:
         on_channels_changed: Callable[[], object],
     ) -> None:
         self.config = config
-        self._channels = channels  # callable -> list of ThreadChannel (snapshot)
+        self._channels = channels  # callable -> list of ThreadChannel to visit this cycle (snapshot)
+        #: channels whose thread ended, appended by the session (any thread),
+        #: taken by ``harvest_ended`` (the drain)
+        self.ended: deque = deque()
         self._on_channels_changed = on_channels_changed
         self.flush_interval = float(flush_interval)
         self.converter = TickConverter()
@@ -205,6 +214,7 @@ class Drain:
         t0 = time.perf_counter()
         c0 = time.thread_time()
         pressure = False
+        self.harvest_ended()
         channels = self._channels()
         total = busy = 0
         for ch in channels:
@@ -212,6 +222,7 @@ class Drain:
                 continue
             if ch.exited.is_set() or final:
                 self._close(ch)
+                self.harvest_ended()
                 continue
             moved = self._drain(ch)
             total += moved
@@ -302,54 +313,25 @@ class Drain:
         self, ch: ThreadChannel, limit: int, chain: list, stage: int,
         anchor_ticks: np.ndarray, anchor_ns: np.ndarray, n_anchors: int,
     ) -> int:
-        ctrl = ch.ctrl
         writer = ch.writer
         events_buf, words = self._stages[stage]
-        has_detail = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
         # Only a plain ThreadWriter takes encoded chunks; a writer that stages
         # batches itself (detail mode "flight": FlightWriter) gets write_events.
         direct = type(writer) is ThreadWriter
-        crc_in, crc = chain[1], None
-        if self._fused_crc and direct and not has_detail:
-            n, start, last, clamped, crc = index_ring_take_encoded_crc(
-                ctrl, ch.index_pool, limit, words, ch.thread_id, chain[0],
-                anchor_ticks, anchor_ns, n_anchors, crc_in,
-            )
-        else:
-            n, start, last, clamped = index_ring_take_encoded(
-                ctrl, ch.index_pool, limit, words, ch.thread_id, chain[0],
-                anchor_ticks, anchor_ns, n_anchors,
-            )
-        n = int(n)
-        m = 0
-        if has_detail:
-            # Details are pushed before their index record: all those of the
-            # records just taken are visible now.
-            m, _ = detail_ring_take(
-                ctrl, ch.detail_words, ch.detail_bytes, start + np.uint64(n),
-                self._d_index, self._d_type, self._d_flags, self._d_offsets, self._d_payload,
-            )
-        if n == 0 and m == 0:
-            return 0
-        details = None
-        kept = 0
-        if m:
-            kept = pair_details(m, self._d_index, start, n, self._d_positions, self._d_keep)
-            lost = m - kept
-            if lost:
-                ctrl[CTRL_DETAIL_DROPS + DROP_PAIR_LOST] += lost
-            if kept:
-                details = self._detail_batch(m, kept)
+        crc_in = chain[1]
+        n, last, clamped, crc, details, kept = self._take_chunk(
+            ch, limit, chain[0], words, anchor_ticks, anchor_ns, n_anchors, crc_in if direct and self._fused_crc else None,
+        )
         if n == 0:
             return 0
         events = events_buf[:n]
         if writer is None:
             self._count_disk_error(ch, n, kept, ch.writer_error or "no writer")
             return n
-        chain[0] = int(last)
+        chain[0] = last
         if details is None and direct:
-            chain[1] = int(crc) if crc is not None else None
-            self._io.submit(stage, self._write_encoded, ch, events, crc, crc_in, int(last), int(clamped))
+            chain[1] = crc
+            self._io.submit(stage, self._write_encoded, ch, events, crc, crc_in, last, clamped)
             self._inflight.append(stage)
             if chain[1] is None:
                 self._settle_all()  # no CRC to chain from: the write computes it
@@ -359,19 +341,71 @@ class Drain:
         # after the chunks before it.
         self._settle_all()
         try:
-            writer.write_events(events, details)
-        except (WriteError, AtfV2Error) as exc:
-            self._count_disk_error(ch, n, kept, str(exc))
-            return n
+            self._write_batch(ch, events, details, kept, last, clamped)
         finally:
             if direct:
                 chain[1] = writer.index_crc
-        self._commit(ch, n, int(last), int(clamped))
+        return n
+
+    def _take_chunk(
+        self, ch: ThreadChannel, limit: int, last_ts: int, words: np.ndarray,
+        anchor_ticks: np.ndarray, anchor_ns: np.ndarray, n_anchors: int, crc_in: int | None,
+    ) -> tuple[int, int, int, int | None, DetailBatch | None, int]:
+        """One kernel pass: up to ``len(words)`` of ``ch``'s index records below ``limit``, encoded into ``words``, and their details.
+
+        Returns (records taken, last timestamp, timestamps clamped, CRC of
+        the encoded bytes chained from ``crc_in`` or None when ``crc_in`` is
+        None, details or None, details kept). The details are in the drain's
+        detail staging until the next take.
+        """
+        ctrl = ch.ctrl
+        has_detail = ch.has_detail_lane and ctrl[CTRL_DETAIL_WRITE_POS] != ctrl[CTRL_DETAIL_READ_POS]
+        crc = None
+        if crc_in is not None and not has_detail:
+            n, start, last, clamped, crc = index_ring_take_encoded_crc(
+                ctrl, ch.index_pool, limit, words, ch.thread_id, last_ts,
+                anchor_ticks, anchor_ns, n_anchors, crc_in,
+            )
+        else:
+            n, start, last, clamped = index_ring_take_encoded(
+                ctrl, ch.index_pool, limit, words, ch.thread_id, last_ts,
+                anchor_ticks, anchor_ns, n_anchors,
+            )
+        n = int(n)
+        m = kept = 0
+        details = None
+        if has_detail:
+            # Details are pushed before their index record: all those of the
+            # records just taken are visible now.
+            m, _ = detail_ring_take(
+                ctrl, ch.detail_words, ch.detail_bytes, start + np.uint64(n),
+                self._d_index, self._d_type, self._d_flags, self._d_offsets, self._d_payload,
+            )
+        if m:
+            kept = pair_details(m, self._d_index, start, n, self._d_positions, self._d_keep)
+            lost = m - kept
+            if lost:
+                ctrl[CTRL_DETAIL_DROPS + DROP_PAIR_LOST] += lost
+            if kept:
+                details = self._detail_batch(m, kept)
+        return n, int(last), int(clamped), None if crc is None else int(crc), details, kept
+
+    def _write_batch(
+        self, ch: ThreadChannel, events: np.ndarray, details: DetailBatch | None, kept: int, last: int, clamped: int
+    ) -> None:
+        """Write ``events`` and their details through ``write_events`` (here, on the drain) and account for them."""
+        assert ch.writer is not None
+        try:
+            ch.writer.write_events(events, details)
+        except (WriteError, AtfV2Error) as exc:
+            self._count_disk_error(ch, len(events), kept, str(exc))
+            return
+        self._commit(ch, len(events), last, clamped)
         if kept:
             assert details is not None  # kept events make a batch
+            ctrl = ch.ctrl
             ctrl[CTRL_DETAIL_WRITTEN] += np.uint64(kept)
             ctrl[CTRL_DETAIL_BYTES_WRITTEN] += np.uint64(details.offsets[-1])
-        return n
 
     def _acquire_stage(self) -> int:
         """A staging buffer no write still reads: a free one, a new one while
@@ -453,16 +487,58 @@ class Drain:
         if len(self.errors) < 100:
             self.errors.append(f"thread {ch.thread_id}: {message}")
 
-    def _close(self, ch: ThreadChannel) -> None:
-        """Last pass over a thread: drain, account for stragglers, finalize, release."""
+    def harvest_ended(self) -> None:
+        """``_harvest`` every channel whose thread ended since the last call (not when stopping)."""
+        ended = self.ended
+        while ended:
+            ch = ended.popleft()
+            if not self._stop and ch.ended_tail is None and ch.state != CHANNEL_CLOSED:
+                self._harvest(ch)
+
+    def _harvest(self, ch: ThreadChannel) -> None:
+        """An ended thread's last events out of its rings, its pools given back now; its files wait for ``_close``.
+
+        Opening and finalizing a thread's files costs a few file-system
+        calls (about 1 ms each on a busy VM), so a program that ends threads
+        faster than that gets ahead of the drain. Without this, each ended
+        thread waiting for its files would hold its rings, and every new
+        thread would get fresh ones: memory would grow with the backlog of
+        files, not with the events. Its last events (at most one chunk: a
+        larger backlog stays in the rings and ``_close`` writes it chunk by
+        chunk) are kept encoded in ``ch.ended_tail`` instead, and the pools
+        go back to the cache for the next thread.
+        """
         ctrl = ch.ctrl
-        ctrl[CTRL_ENABLED] = 0
+        limit = int(ctrl[CTRL_INDEX_WRITE_POS])
+        if limit - int(ctrl[CTRL_INDEX_READ_POS]) > self._chunk or not ch.index_pool.shape[0]:
+            return
+        chain = ch.encoded_chain
+        last_ts = ch.last_ts_ns if chain is None else chain[0]
+        self.converter.anchor()
+        anchor_ticks, anchor_ns, n_anchors = self.converter.anchors()
+        stage = self._acquire_stage()
         try:
-            self._drain(ch)
+            events_buf, words = self._stages[stage]
+            n, last, clamped, _, details, kept = self._take_chunk(
+                ch, limit, last_ts, words, anchor_ticks, anchor_ns, n_anchors, None,
+            )
+            events = events_buf[:n].copy()
         finally:
-            self._settle_all()  # every chunk of this thread is written (or counted) before it is finalized
-        # Anything pushed after that pass never reaches the encoder: consume it
-        # and count it, so recorded == written + dropped holds exactly.
+            self._free_stages.append(stage)
+        if details is not None:  # its payload may be a view of the detail staging
+            details = details._replace(payload=details.payload.copy())
+        self._count_stragglers(ch)
+        if chain is not None:
+            chain[0] = last
+        ch.ended_tail = (events, details, kept, last, clamped)
+        ctrl[CTRL_INDEX_POOL_PTR] = 0
+        ctrl[CTRL_DETAIL_POOL_PTR] = 0
+        ch.release_pools()
+
+    def _count_stragglers(self, ch: ThreadChannel) -> None:
+        """After a thread's last pass: consume what is still in its rings, counted
+        as dropped (so recorded == written + dropped holds exactly)."""
+        ctrl = ch.ctrl
         late = index_ring_discard(ctrl)
         if late:
             ctrl[CTRL_INDEX_DROPS + DROP_ENCODER_LAG] += late
@@ -473,6 +549,26 @@ class Drain:
             )
             if m:
                 ctrl[CTRL_DETAIL_DROPS + DROP_ENCODER_LAG] += np.uint64(m)
+
+    def _close(self, ch: ThreadChannel) -> None:
+        """Last pass over a thread: drain, account for stragglers, finalize, release."""
+        ctrl = ch.ctrl
+        ctrl[CTRL_ENABLED] = 0
+        tail, ch.ended_tail = ch.ended_tail, None
+        try:
+            if tail is None:
+                self._drain(ch)
+        finally:
+            self._settle_all()  # every chunk of this thread is written (or counted) before it is finalized
+        if tail is None:
+            # Anything pushed after that pass never reaches the encoder.
+            self._count_stragglers(ch)
+        else:
+            events, details, kept, last, clamped = tail
+            if len(events) and ch.writer is None:
+                self._count_disk_error(ch, len(events), kept, ch.writer_error or "no writer")
+            elif len(events):
+                self._write_batch(ch, events, details, kept, last, clamped)
         if ch.writer is not None:
             try:
                 ch.writer.close()

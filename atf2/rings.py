@@ -267,6 +267,9 @@ class ThreadChannel:
         self.time_end_ns: int | None = None
         self.last_ts_ns = 0  # of the last event written
         self.encoded_chain: list | None = None  # [last timestamp, CRC] of what is encoded, written or not
+        # an ended thread's last events, taken out of its rings before its files
+        # are done (Drain._harvest): (events, details, details kept, last timestamp, clamped)
+        self.ended_tail: tuple | None = None
         self.timestamps_clamped = 0
         self.reported = False  # the drain has told the session this channel closed
 

@@ -18,9 +18,10 @@ Lifecycle
   the session's ``PoolCache`` has some), nothing more: no file I/O on the
   traced thread. The drain creates the thread's ``ThreadWriter`` (directory,
   files) at its next cycle, before draining it. When the thread ends, a
-  finalizer in its ``threading.local`` slot tells the drain, which drains it
-  a last time and finalizes its files in the next cycle, then hands its
-  pools back to the cache. The tracer may say so earlier with
+  finalizer in its ``threading.local`` slot tells the drain, which takes its
+  last events out of its rings and hands its pools back to the cache at its
+  next step, then writes those events and finalizes the thread's files (as
+  soon as they exist: see ``Drain._harvest``). The tracer may say so earlier with
   ``thread_exited()``. While recording, the manifest is rewritten by the
   drain for crash recovery when the set of threads changed: at most once per
   cycle, throttled (``_channels_changed``).
@@ -368,6 +369,7 @@ class Session:
         end = len(channels) if self.drain._stop else min(len(channels), self._opened + _OPEN_PER_CYCLE)
         for ch in channels[self._opened : end]:
             self._open_writer(ch)
+            self.drain.harvest_ended()  # (each open costs file-system calls: see Drain._harvest)
         self._opened = end
         return channels[:end]
 
@@ -431,6 +433,7 @@ class Session:
         if int(channel.ctrl[CTRL_STATE]) == CHANNEL_ACTIVE:
             channel.ctrl[CTRL_STATE] = CHANNEL_EXITED
         channel.exited.set()
+        self.drain.ended.append(channel)
         self.drain.wake.set()
 
     def _channels_changed(self) -> None:
