@@ -156,3 +156,16 @@ def test_threads_ended_while_files_lag_hold_few_pools(tmp_path, monkeypatch):
     st = atf2.trace_session_get_stats()
     assert st.index.written == 120 * EVENTS and st.index.dropped == 0
     check_files(d, range(120))
+
+
+def test_churn_bench_row(capsys):
+    """``python -m atf2.bench.thread_lifecycle --churn N``: what ended threads hold while their files lag."""
+    from atf2.bench import thread_lifecycle
+
+    assert thread_lifecycle.main(["--churn", "150"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("churn: 150 threads ended in waves of 50") and "threads/s" in out
+    fields = dict(f.split("=") for f in out.split()[1:] if "=" in f)
+    assert int(fields["drops"]) == 0
+    assert int(fields["max_pools_held"]) <= 50 + 8  # the last wave (and the cache's keep)
+    assert int(fields["max_pools_held"]) <= int(fields["max_waiting"])  # a closed thread holds none

@@ -18,6 +18,14 @@ the timed window). ``drain_ms_per_thread``: the drain's CPU time
 over the whole loop per thread (opening, draining, finalizing the threads'
 files, manifest rewrites, idle cycles), part of which falls after a rep's
 timed window (finalizing its threads).
+
+The churn row (``measure_churn``, ``--churn N``): N threads of 12 events
+each, started and joined in waves of 50, as fast as Python does it. When
+they end faster than the drain can create and finalize their files, the
+ended threads wait for their files; what they hold meanwhile is the
+figure: ``max_pools_held`` (ended threads still holding their ring pools,
+seen after each wave) against ``max_waiting`` (ended threads whose files
+were not finalized yet), and the RSS growth over the waves.
 """
 
 from __future__ import annotations
@@ -94,7 +102,74 @@ def measure(reps: int, threads: int, records: int) -> dict:
     return out
 
 
-def run(quick: bool = False, reps: int | None = None, threads: int = 4) -> list[dict]:
+def measure_churn(n_threads: int, wave: int = 50, events: int = 12) -> dict:
+    """Threads ending in waves faster than their files are made: what the ended ones hold (see the module docstring)."""
+    import atf2
+    from atf2.layout import CHANNEL_CLOSED
+
+    workdir = tempfile.mkdtemp(prefix="atf2_bench_churn_")
+    held, waiting, rss = [], [], []
+    try:
+        options = dict(flush_interval=0.005, ring_capacity=1024, spare_rings=3, detail_ring_bytes=16384, detail_spare_rings=1)
+        with atf2.trace_session(os.path.join(workdir, "s"), **options) as s:
+            fid = s.symbols.register("churn")
+            atf2.emit(fid, 1)
+
+            def work(k: int) -> None:
+                for i in range(events):
+                    atf2.emit(fid, 1 + i % 2, depth=k, detail=b"x" if i == 0 else None)
+
+            t0 = time.perf_counter()
+            for first in range(0, n_threads, wave):
+                ts = [threading.Thread(target=work, args=(k,)) for k in range(first, min(first + wave, n_threads))]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                ended = [ch for ch in s.channels()[1:] if ch.exited.is_set()]
+                held.append(sum(1 for ch in ended if ch.index_pool.size))
+                waiting.append(sum(1 for ch in ended if ch.state != CHANNEL_CLOSED))
+                rss.append(_rss_bytes())
+            ended_s = time.perf_counter() - t0
+            while any(ch.state != CHANNEL_CLOSED for ch in s.channels()[1:]):
+                time.sleep(0.005)
+            finalized_s = time.perf_counter() - t0
+        stats = atf2.trace_session_get_stats()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "threads": n_threads,
+        "threads_ended_per_s": n_threads / ended_s,
+        "threads_finalized_per_s": n_threads / finalized_s,
+        "max_waiting": max(waiting),
+        "max_pools_held": max(held),
+        "rss_growth_mib": (rss[-1] - rss[min(1, len(rss) - 1)]) / 2**20,
+        "drops": stats.index.dropped,
+        "load": os.getloadavg()[0],
+    }
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def churn_row(n_threads: int) -> dict:
+    m = measure_churn(n_threads)
+    return {
+        "name": f"churn: {n_threads} threads ended in waves of 50",
+        "value": m["threads_ended_per_s"],
+        "unit": "threads/s",
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in m.items() if k not in ("threads", "threads_ended_per_s")},
+    }
+
+
+def run(quick: bool = False, reps: int | None = None, threads: int = 4, churn: int = 0) -> list[dict]:
+    if churn:
+        return [churn_row(churn)]
     m = measure(reps or (10 if quick else 40), threads, records=10)
     viz = m.get("viz_ms_per_thread")
     return [
@@ -129,8 +204,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reps", type=int)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--churn", type=int, default=0, metavar="N", help="only the churn row, with N threads (e.g. 2000)")
     args = parser.parse_args(argv)
-    for row in run(args.quick, args.reps, args.threads):
+    for row in run(args.quick, args.reps, args.threads, args.churn):
         extra = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k not in ("name", "value", "unit"))
         print(f"{row['name']:60s} {row['value']:8.3f} {row['unit']}  {extra}")
     return 0
