@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 
+from .longrun import rss_mib
 from .overhead import load_workloads, run_floor, run_ours, run_untraced, run_viztracer
 
 
@@ -129,7 +130,7 @@ def measure_churn(n_threads: int, wave: int = 50, events: int = 12) -> dict:
                 ended = [ch for ch in s.channels()[1:] if ch.exited.is_set()]
                 held.append(sum(1 for ch in ended if ch.index_pool.size))
                 waiting.append(sum(1 for ch in ended if ch.state != CHANNEL_CLOSED))
-                rss.append(_rss_bytes())
+                rss.append(rss_mib())
             ended_s = time.perf_counter() - t0
             while any(ch.state != CHANNEL_CLOSED for ch in s.channels()[1:]):
                 time.sleep(0.005)
@@ -143,18 +144,10 @@ def measure_churn(n_threads: int, wave: int = 50, events: int = 12) -> dict:
         "threads_finalized_per_s": n_threads / finalized_s,
         "max_waiting": max(waiting),
         "max_pools_held": max(held),
-        "rss_growth_mib": (rss[-1] - rss[min(1, len(rss) - 1)]) / 2**20,
+        "rss_growth_mib": rss[-1] - rss[min(1, len(rss) - 1)],
         "drops": stats.index.dropped,
         "load": os.getloadavg()[0],
     }
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def churn_row(n_threads: int) -> dict:
