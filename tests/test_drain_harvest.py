@@ -84,10 +84,14 @@ def test_ended_threads_give_their_pools_back_before_their_files_exist(tmp_path, 
         for t in st.threads:
             assert (t.index.recorded, t.index.written, t.index.dropped, t.index.pending) == (EVENTS, 0, 0, EVENTS)
             assert (t.detail.recorded, t.detail.pending) == (EVENTS // 3, EVENTS // 3)
-        # the next threads run on the pools the ended ones gave back
-        reused = s.pools.reused
+        # the next threads run on the pools the ended ones gave back (how many the
+        # cache holds depends on how registrations and harvests interleaved:
+        # it keeps at most 8, and the last thread's pools came back after every
+        # registration of its wave)
+        reused, cached = s.pools.reused, len(s.pools._free)
+        assert cached >= 1
         run_threads(s, range(10, 18))
-        assert s.pools.reused - reused == 8
+        assert s.pools.reused - reused >= min(cached, 8)
     st = atf2.trace_session_get_stats()
     assert st.index.recorded == st.index.written == 18 * EVENTS and st.index.dropped == 0
     assert st.detail.recorded == st.detail.written == 18 * (EVENTS // 3) and st.detail.dropped == 0
