@@ -21,6 +21,7 @@ import numpy as np
 
 from asv_bench.common import seconds, sizes
 from atf2 import session as _S
+from atf2.bench.drain import STALL_MS as _STALL_MS
 from atf2.bench.drain import TARGET_RATE as _RATE
 from atf2.bench.drain import _prefilled_run, _session_run
 from atf2.bench.drain import flood as _flood
@@ -93,7 +94,7 @@ class DrainStall:
     blocks) for 250, 500 or 750 ms, from 0.5 s into production: the drops
     (the default pool absorbs all three: zero) and the largest backlog."""
 
-    params = [sizes(250, 500, 750, smoke=250)]
+    params = [sizes(*_STALL_MS, smoke=_STALL_MS[0])]
     param_names = ["stall_ms"]
     timeout = 600
 

@@ -58,14 +58,12 @@ from .layout import (
     CHANNEL_CLOSED,
     CTRL_DETAIL_BYTES_WRITTEN,
     CTRL_DETAIL_DROPS,
-    CTRL_DETAIL_POOL_PTR,
     CTRL_DETAIL_READ_POS,
     CTRL_DETAIL_WRITE_POS,
     CTRL_DETAIL_WRITTEN,
     CTRL_ENABLED,
     CTRL_INDEX_DRAIN_HIGH_WATER,
     CTRL_INDEX_DROPS,
-    CTRL_INDEX_POOL_PTR,
     CTRL_INDEX_READ_POS,
     CTRL_INDEX_WM_LOW,
     CTRL_INDEX_WM_STATE,
@@ -531,8 +529,6 @@ class Drain:
         if chain is not None:
             chain[0] = last
         ch.ended_tail = (events, details, kept, last, clamped)
-        ctrl[CTRL_INDEX_POOL_PTR] = 0
-        ctrl[CTRL_DETAIL_POOL_PTR] = 0
         ch.release_pools()
 
     def _count_stragglers(self, ch: ThreadChannel) -> None:
@@ -578,8 +574,6 @@ class Drain:
         ctrl[CTRL_STATE] = CHANNEL_CLOSED
         if ch.exited.is_set():
             # The thread is gone: nobody can push any more, free the pools.
-            ctrl[CTRL_INDEX_POOL_PTR] = 0
-            ctrl[CTRL_DETAIL_POOL_PTR] = 0
             ch.release_pools()
 
 

@@ -309,11 +309,14 @@ class ThreadChannel:
         self._lazy_detail_lane = True
 
     def release_pools(self) -> None:
-        """Drop the pools of a closed channel (the control block stays for the stats).
+        """Drop the pools of an ended thread's channel (the control block stays for the stats).
 
-        Only once no producer can touch them (the thread is gone, the channel
-        closed): they go back to the ``PoolCache`` they came from, if any.
+        Only once no producer can touch them (the thread is gone and its last
+        events taken): they go back to the ``PoolCache`` they came from, if
+        any, and the control block no longer points at them.
         """
+        self.ctrl[CTRL_INDEX_POOL_PTR] = 0
+        self.ctrl[CTRL_DETAIL_POOL_PTR] = 0
         if self.pools is not None and self.index_pool.shape[0]:
             grown = (self.index_ring_count - self.config.ring_count) * self.config.ring_capacity
             self.pools.give(self.index_pool, self.detail_words, grown_records=grown)

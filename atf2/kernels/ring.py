@@ -340,7 +340,6 @@ def index_ring_advance(ctrl) -> None:
     ctrl[CTRL_INDEX_ACTIVE_END] = w + cap
 
 
-
 def _build_index_ring_advance_c() -> None:
     """Compile (or load from Numba's cache) the C-ABI advance and give the JIT linker its symbol.
 
@@ -361,6 +360,7 @@ def _build_index_ring_advance_c() -> None:
 
 _KEEP_ALIVE: list = []
 _build_index_ring_advance_c()
+
 
 @njit(inline="always", nogil=True)
 def make_kind_depth(kind, depth):
