@@ -150,6 +150,10 @@ def test_threads_ended_while_files_lag_hold_few_pools(tmp_path, monkeypatch):
     d = tmp_path / "s"
     held = []
     with atf2.trace_session(d, flush_interval=0.005, ring_capacity=1024, spare_rings=3, detail_ring_bytes=16384) as s:
+        # one thread first, to its end: the drain's first harvest and close load
+        # their kernels (a few hundred ms in a new process: waves would pile up)
+        run_threads(s, [120])
+        wait_until(lambda: ended(s)[0].state == L.CHANNEL_CLOSED)
         for wave in range(6):
             run_threads(s, range(wave * 20, wave * 20 + 20))
             time.sleep(0.01)  # the drain gets a core (the files still lag: 20 ms each)
@@ -158,8 +162,8 @@ def test_threads_ended_while_files_lag_hold_few_pools(tmp_path, monkeypatch):
         assert waiting > 20  # the files did lag behind
         assert max(held) <= 20, held  # at most the wave that just ended
     st = atf2.trace_session_get_stats()
-    assert st.index.written == 120 * EVENTS and st.index.dropped == 0
-    check_files(d, range(120))
+    assert st.index.written == 121 * EVENTS and st.index.dropped == 0
+    check_files(d, range(121))
 
 
 def test_churn_bench_row(capsys):
